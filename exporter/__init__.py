@@ -1,0 +1,1 @@
+"""aep-flow-exporter: Prometheus metrics for Adobe Experience Platform dataflow runs."""

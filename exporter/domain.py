@@ -1,0 +1,161 @@
+"""Domain objects: what one Adobe notification document means, independent of its envelope."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ExporterError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class Outcome(enum.StrEnum):
+    """How a completed flow run ended."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+
+
+class ActivityStatus(enum.StrEnum):
+    """Status label of one activity of a run."""
+
+    SUCCESS = "success"
+    FAILED = "failed"
+    OTHER = "other"
+
+
+class AlertKind(enum.StrEnum):
+    """Which Adobe-side alert a document is about (PRODUCT.md "Alerts")."""
+
+    DELAY = "delay"
+    ERROR_RATE = "error_rate"
+    OTHER = "other"
+
+
+class DocumentKind(enum.StrEnum):
+    """`kind` label of aep_exporter_notifications_total (validation messages are never counted)."""
+
+    RUN = "run"
+    START = "start"
+    ALERT = "alert"
+    OTHER_SERVICE = "other_service"
+    UNKNOWN = "unknown"
+    VALIDATION = "validation"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class FlowKey:
+    """A flow is identified by its sandbox and its flow id."""
+
+    sandbox: str
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityResult:
+    """One activity of a run: a validated label (id, else name) and its status."""
+
+    activity: str
+    status: ActivityStatus
+
+
+@dataclass(frozen=True, slots=True)
+class RunError:
+    """One error a run reported; `code` is already validated (else "other")."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRun:
+    """A completed flow run (success or failure)."""
+
+    flow: FlowKey
+    run_id: str | None
+    outcome: Outcome
+    # Run-level completion: completedAtUTC, else the run's updatedAt; None means "use receipt time".
+    completed_at: float | None
+    started_at: float | None
+    # Only when both run-level times exist and completion >= start.
+    duration_seconds: float | None
+    input_records: int | None = None
+    output_records: int | None = None
+    failed_records: int | None = None
+    input_bytes: int | None = None
+    output_bytes: int | None = None
+    input_files: int | None = None
+    output_files: int | None = None
+    # Each distinct code once, in first-seen order.
+    errors: tuple[RunError, ...] = ()
+    activities: tuple[ActivityResult, ...] = ()
+    flow_name: str | None = None
+    ims_org: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowStart:
+    """A start notification: the run is now open (in progress)."""
+
+    flow: FlowKey
+    run_id: str | None
+    started_at: float | None
+    flow_name: str | None = None
+    ims_org: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FlowAlert:
+    """An Adobe-side alert document (delay, error rate): FIRING or INACTIVE."""
+
+    flow: FlowKey
+    alert: AlertKind
+    firing: bool
+    name: str
+    # The document's own time: resolvedAt for INACTIVE, else createdAt; None if absent.
+    at: float | None
+    flow_name: str | None = None
+    ims_org: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OtherService:
+    """A document of another AEP service (identity, profile, segment, destination, ...)."""
+
+    event_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationMessage:
+    """The asynchronous-validation control message `{"validationUrl": ...}` (reference §1.1)."""
+
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecognized:
+    """A document we could not understand; it goes to the dead letters with this reason."""
+
+    reason: str
+
+
+Event = FlowRun | FlowStart | FlowAlert | OtherService | ValidationMessage | Unrecognized
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One normalized notification document of a delivery."""
+
+    kind: DocumentKind
+    event: Event
+    # De-duplication keys (PRODUCT.md "De-duplication keys"); a duplicate if any was seen.
+    dedup_keys: tuple[str, ...]
+    # JSON field names whose present values were invalid and treated as unknown.
+    anomalies: tuple[str, ...] = ()
+    # recipientclientid / recipient_client_id, if the document carries one.
+    recipient: str | None = None
+    # The document's own event id (eventid / event_id), if any.
+    event_id: str | None = None
+    # The document's JSON text, for dead letters and check-payload.
+    raw: bytes = field(default=b"", repr=False)
