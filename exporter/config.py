@@ -1,4 +1,4 @@
-"""Settings: one pydantic-settings class; env vars `AEP_EXPORTER_*` and `serve` flags are the same knobs."""
+"""Settings: one pydantic-settings class; `AEP_EXPORTER_*` env vars and `serve` flags alike."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         env_prefix="AEP_EXPORTER_", extra="forbid", validate_default=True, frozen=True
     )
 
-    listen_address: str = Field("0.0.0.0:9477", description="webhook listener (and metrics)")  # noqa: S104
+    listen_address: str = Field("0.0.0.0:9477", description="webhook listener (and metrics)")
     metrics_listen_address: str = Field("", description="separate listener for /metrics")
     webhook_path: str = Field("/webhook", description="path Adobe posts to")
     state_path: Path = Field(Path("./aep-flow-exporter.db"), description="SQLite state file")
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment plus explicit overrides (flags); ConfigError if invalid."""
+    """Build settings from the environment plus overrides (flags); ConfigError if invalid."""
     try:
         return Settings(**overrides)
     except ValidationError as exc:
