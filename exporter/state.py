@@ -1,0 +1,263 @@
+"""Per-flow state records: the one truth behind /metrics, and how each notification changes them."""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.domain import (
+    ActivityStatus,
+    FlowAlert,
+    FlowKey,
+    FlowRun,
+    FlowStart,
+    Outcome,
+)
+
+# Bounded label values per flow (PRODUCT.md "Normalization decisions").
+MAX_ERROR_CODES_PER_FLOW = 50
+MAX_ACTIVITIES_PER_FLOW = 20
+OTHER = "other"
+
+COUNT_FIELDS = (
+    "input_records",
+    "output_records",
+    "failed_records",
+    "input_bytes",
+    "output_bytes",
+    "input_files",
+    "output_files",
+)
+
+
+@dataclass(slots=True)
+class NewestRun:
+    """The newest completed run (greatest completion time; ties keep the first)."""
+
+    completed_at: float
+    success: bool
+    duration: float | None
+    input_records: int | None
+    output_records: int | None
+
+
+@dataclass(slots=True)
+class FlowState:
+    """Everything the exporter knows about one flow; serialised as one row of the store."""
+
+    key: FlowKey
+    first_seen: float
+    last_received: float
+    runs: dict[str, int] = field(default_factory=lambda: {o.value: 0 for o in Outcome})
+    runs_with_errors: int = 0
+    runs_started: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_FIELDS, 0))
+    # activity -> status -> count; every status child exists once the activity is seen.
+    activities: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Non-cumulative counts per configured bucket, plus one for +Inf.
+    duration_buckets: list[int] = field(default_factory=list)
+    duration_sum: float = 0.0
+    last_completed: dict[str, float] = field(default_factory=dict)
+    newest: NewestRun | None = None
+    open_runs: dict[str, float] = field(default_factory=dict)  # run id -> received at
+    alerts: dict[str, tuple[int, float]] = field(default_factory=dict)  # kind -> (value, doc time)
+    flow_name: str | None = None
+    ims_org: str | None = None
+
+    @classmethod
+    def new(cls, key: FlowKey, now: float, bucket_count: int) -> FlowState:
+        """A flow seen for the first time now, its counters at 0."""
+        return cls(key=key, first_seen=now, last_received=now, duration_buckets=[0] * bucket_count)
+
+    @property
+    def duration_count(self) -> int:
+        """Observations in the duration histogram."""
+        return sum(self.duration_buckets)
+
+    def copy(self) -> FlowState:
+        """A copy that can be changed without touching this record (cheaper than deepcopy)."""
+        return FlowState(
+            key=self.key,
+            first_seen=self.first_seen,
+            last_received=self.last_received,
+            runs=dict(self.runs),
+            runs_with_errors=self.runs_with_errors,
+            runs_started=self.runs_started,
+            error_codes=dict(self.error_codes),
+            totals=dict(self.totals),
+            activities={name: dict(counts) for name, counts in self.activities.items()},
+            duration_buckets=list(self.duration_buckets),
+            duration_sum=self.duration_sum,
+            last_completed=dict(self.last_completed),
+            newest=None if self.newest is None else NewestRun(**_newest_dict(self.newest)),
+            open_runs=dict(self.open_runs),
+            alerts=dict(self.alerts),
+            flow_name=self.flow_name,
+            ims_org=self.ims_org,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-compatible data for the store."""
+        return {
+            "first_seen": self.first_seen,
+            "last_received": self.last_received,
+            "runs": self.runs,
+            "runs_with_errors": self.runs_with_errors,
+            "runs_started": self.runs_started,
+            "error_codes": self.error_codes,
+            "totals": self.totals,
+            "activities": self.activities,
+            "duration_buckets": self.duration_buckets,
+            "duration_sum": self.duration_sum,
+            "last_completed": self.last_completed,
+            "newest": None if self.newest is None else _newest_dict(self.newest),
+            "open_runs": self.open_runs,
+            "alerts": {kind: list(value) for kind, value in self.alerts.items()},
+            "flow_name": self.flow_name,
+            "ims_org": self.ims_org,
+        }
+
+    @classmethod
+    def from_json(cls, key: FlowKey, data: dict[str, Any], bucket_count: int) -> FlowState:
+        """Rebuild a record; a histogram stored with other buckets starts again empty."""
+        buckets = [int(n) for n in data.get("duration_buckets", [])]
+        duration_sum = float(data.get("duration_sum", 0.0))
+        if len(buckets) != bucket_count:
+            buckets, duration_sum = [0] * bucket_count, 0.0
+        newest = data.get("newest")
+        return cls(
+            key=key,
+            first_seen=float(data["first_seen"]),
+            last_received=float(data["last_received"]),
+            runs={o.value: int(data.get("runs", {}).get(o.value, 0)) for o in Outcome},
+            runs_with_errors=int(data.get("runs_with_errors", 0)),
+            runs_started=int(data.get("runs_started", 0)),
+            error_codes={str(k): int(v) for k, v in data.get("error_codes", {}).items()},
+            totals={name: int(data.get("totals", {}).get(name, 0)) for name in COUNT_FIELDS},
+            activities={
+                str(name): {s.value: int(counts.get(s.value, 0)) for s in ActivityStatus}
+                for name, counts in data.get("activities", {}).items()
+            },
+            duration_buckets=buckets,
+            duration_sum=duration_sum,
+            last_completed={str(k): float(v) for k, v in data.get("last_completed", {}).items()},
+            newest=None if newest is None else NewestRun(**newest),
+            open_runs={str(k): float(v) for k, v in data.get("open_runs", {}).items()},
+            alerts={str(k): (int(v[0]), float(v[1])) for k, v in data.get("alerts", {}).items()},
+            flow_name=data.get("flow_name"),
+            ims_org=data.get("ims_org"),
+        )
+
+
+def _newest_dict(newest: NewestRun) -> dict[str, Any]:
+    return {
+        "completed_at": newest.completed_at,
+        "success": newest.success,
+        "duration": newest.duration,
+        "input_records": newest.input_records,
+        "output_records": newest.output_records,
+    }
+
+
+def _bounded(label: str, known: dict[str, Any], cap: int) -> str:
+    """The label itself while the flow has room for it, else "other"."""
+    if label in known or len(known) < cap or label == OTHER:
+        return label
+    return OTHER
+
+
+def _remember_metadata(state: FlowState, flow_name: str | None, ims_org: str | None) -> None:
+    # The newest payload (by receipt) wins for names (PRODUCT.md aep_flow_info).
+    if flow_name:
+        state.flow_name = flow_name
+    if ims_org:
+        state.ims_org = ims_org
+
+
+def apply_run(
+    state: FlowState, run: FlowRun, received_at: float, buckets: tuple[float, ...]
+) -> None:
+    """Count a completed run into its flow's record."""
+    state.last_received = max(state.last_received, received_at)
+    _remember_metadata(state, run.flow_name, run.ims_org)
+    state.runs[run.outcome.value] += 1
+    if run.outcome is Outcome.SUCCESS and run.errors:
+        state.runs_with_errors += 1
+
+    codes: list[str] = []
+    for error in run.errors:
+        code = _bounded(error.code, state.error_codes, MAX_ERROR_CODES_PER_FLOW)
+        if code not in codes:
+            codes.append(code)
+    for code in codes:
+        state.error_codes[code] = state.error_codes.get(code, 0) + 1
+
+    for name in COUNT_FIELDS:
+        value = getattr(run, name)
+        if value is not None:
+            state.totals[name] += value
+
+    for activity in run.activities:
+        label = _bounded(activity.activity, state.activities, MAX_ACTIVITIES_PER_FLOW)
+        counts = state.activities.setdefault(label, {s.value: 0 for s in ActivityStatus})
+        counts[activity.status.value] += 1
+
+    if run.outcome is Outcome.SUCCESS and run.duration_seconds is not None and buckets:
+        # Buckets are upper bounds (le): a value equal to a bound belongs to that bucket.
+        state.duration_buckets[bisect.bisect_left(buckets, run.duration_seconds)] += 1
+        state.duration_sum += run.duration_seconds
+
+    completed = run.completed_at if run.completed_at is not None else received_at
+    previous = state.last_completed.get(run.outcome.value)
+    if previous is None or completed > previous:
+        state.last_completed[run.outcome.value] = completed
+    if state.newest is None or completed > state.newest.completed_at:
+        state.newest = NewestRun(
+            completed_at=completed,
+            success=run.outcome is Outcome.SUCCESS,
+            duration=run.duration_seconds,
+            input_records=run.input_records,
+            output_records=run.output_records,
+        )
+    if run.run_id is not None:
+        state.open_runs.pop(run.run_id, None)
+
+
+def apply_start(
+    state: FlowState, start: FlowStart, received_at: float, *, already_completed: bool
+) -> None:
+    """Count a start; the run stays open unless its completion already arrived."""
+    state.last_received = max(state.last_received, received_at)
+    _remember_metadata(state, start.flow_name, start.ims_org)
+    state.runs_started += 1
+    if start.run_id is not None and not already_completed:
+        state.open_runs[start.run_id] = received_at
+
+
+def apply_alert(state: FlowState, alert: FlowAlert, received_at: float) -> None:
+    """Set an Adobe-side alert's state unless a newer document already set it."""
+    state.last_received = max(state.last_received, received_at)
+    _remember_metadata(state, alert.flow_name, alert.ims_org)
+    at = alert.at if alert.at is not None else received_at
+    current = state.alerts.get(alert.alert.value)
+    if current is not None and at < current[1]:
+        return
+    state.alerts[alert.alert.value] = (1 if alert.firing else 0, at)
+
+
+def drop_stale_open_runs(state: FlowState, oldest: float) -> bool:
+    """Forget open runs received before `oldest`; True if anything changed."""
+    stale = [run_id for run_id, at in state.open_runs.items() if at < oldest]
+    for run_id in stale:
+        del state.open_runs[run_id]
+    return bool(stale)
+
+
+def lag_seconds(run: FlowRun, received_at: float) -> float | None:
+    """Receipt minus run completion, clamped at 0 (None when the run had no completion time)."""
+    if run.completed_at is None or not math.isfinite(run.completed_at):
+        return None
+    return max(0.0, received_at - run.completed_at)

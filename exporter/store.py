@@ -1,0 +1,289 @@
+"""SQLite state store: flow records, de-duplication keys and dead letters, with schema migrations.
+
+Every method runs on one thread (the recorder's writer thread, or the CLI); callers group
+changes with `transaction()` so a delivery's keys and record changes commit together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from exporter.domain import ExporterError, FlowKey
+from exporter.state import FlowState
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(ExporterError):
+    """The state store cannot be read or written right now (answer 503; Adobe retries)."""
+
+
+# Forward migrations: index i brings a store at user_version i to i + 1. Never edit a shipped one.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE flows (
+            sandbox TEXT NOT NULL,
+            flow_id TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (sandbox, flow_id)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE dedup_keys (
+            key TEXT PRIMARY KEY,
+            seen_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+        "CREATE INDEX dedup_keys_seen_at ON dedup_keys (seen_at)",
+        """CREATE TABLE dead_letters (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            received_at REAL NOT NULL,
+            reason TEXT NOT NULL,
+            event_id TEXT,
+            doc_hash TEXT NOT NULL UNIQUE,
+            body BLOB NOT NULL
+        )""",
+        "CREATE INDEX dead_letters_event_id ON dead_letters (event_id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A stored document the exporter could not understand."""
+
+    id: int
+    received_at: float
+    reason: str
+    event_id: str | None
+    doc_hash: str
+    body: bytes
+
+
+class SQLiteStore:
+    """The state file (WAL mode, synchronous=FULL: a commit is on disk before we answer 2xx)."""
+
+    def __init__(self, path: Path, *, busy_timeout: float = 2.0) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._db: sqlite3.Connection | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (creating if needed) and migrate the store to the current schema."""
+        try:
+            if self.path.parent and not self.path.parent.exists():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            self._db = db
+            self._migrate()
+        except (sqlite3.Error, OSError) as exc:
+            self.close()
+            raise StoreUnavailable(f"cannot open state store {self.path}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The open connection; StoreUnavailable when closed."""
+        if self._db is None:
+            raise StoreUnavailable("state store is not open")
+        return self._db
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"state store {self.path} has schema {version}, newer than this exporter's "
+                f"{SCHEMA_VERSION}: upgrade the exporter or restore an older backup"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in MIGRATIONS[target]:
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={target + 1}")
+            log.info("state store migrated schema=%d path=%s", target + 1, self.path)
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on error; sqlite errors → StoreUnavailable."""
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"cannot begin a transaction: {exc}") from exc
+        try:
+            yield
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise StoreUnavailable(f"cannot commit: {exc}") from exc
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+
+    def check_writable(self) -> None:
+        """Prove the store accepts a write now (readiness probe); StoreUnavailable otherwise."""
+        with self.transaction():
+            self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)  # noqa: UP031
+
+    # -- flows ---------------------------------------------------------------------------------
+
+    def load_flows(self, bucket_count: int) -> dict[FlowKey, FlowState]:
+        """Every flow record in the store."""
+        flows: dict[FlowKey, FlowState] = {}
+        for sandbox, flow_id, text in self.db.execute("SELECT sandbox, flow_id, state FROM flows"):
+            key = FlowKey(sandbox, flow_id)
+            flows[key] = FlowState.from_json(key, json.loads(text), bucket_count)
+        return flows
+
+    def put_flows(self, states: Iterable[FlowState]) -> None:
+        """Insert or replace flow records (inside a transaction)."""
+        self.db.executemany(
+            "INSERT OR REPLACE INTO flows (sandbox, flow_id, state) VALUES (?, ?, ?)",
+            [
+                (s.key.sandbox, s.key.flow_id, json.dumps(s.to_json(), separators=(",", ":")))
+                for s in states
+            ],
+        )
+
+    def delete_flows(self, keys: Iterable[FlowKey]) -> None:
+        """Remove flow records (inside a transaction)."""
+        self.db.executemany(
+            "DELETE FROM flows WHERE sandbox = ? AND flow_id = ?",
+            [(k.sandbox, k.flow_id) for k in keys],
+        )
+
+    # -- de-duplication keys -------------------------------------------------------------------
+
+    def seen_keys(self, keys: Iterable[str]) -> set[str]:
+        """Which of these keys are stored."""
+        wanted = list(dict.fromkeys(keys))
+        seen: set[str] = set()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT key FROM dedup_keys WHERE key IN ({marks})", chunk)  # noqa: S608
+            seen.update(row[0] for row in rows)
+        return seen
+
+    def add_keys(self, keys: Iterable[str], seen_at: float) -> None:
+        """Remember keys (inside a transaction)."""
+        self.db.executemany(
+            "INSERT OR IGNORE INTO dedup_keys (key, seen_at) VALUES (?, ?)",
+            [(key, seen_at) for key in keys],
+        )
+
+    def prune_keys(self, older_than: float) -> int:
+        """Forget keys first seen before `older_than`; how many were removed."""
+        with self.transaction():
+            cursor = self.db.execute("DELETE FROM dedup_keys WHERE seen_at < ?", (older_than,))
+        return cursor.rowcount
+
+    def count_keys(self) -> int:
+        """How many de-duplication keys are stored."""
+        return int(self.db.execute("SELECT count(*) FROM dedup_keys").fetchone()[0])
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    def dead_letter_seen(self, event_id: str | None, doc_hash: str) -> bool:
+        """Whether a dead letter with this hash (or event id) is stored."""
+        row = self.db.execute(
+            "SELECT 1 FROM dead_letters"
+            " WHERE doc_hash = ? OR (event_id IS NOT NULL AND event_id = ?)",
+            (doc_hash, event_id),
+        ).fetchone()
+        return row is not None
+
+    def add_dead_letter(
+        self,
+        *,
+        received_at: float,
+        reason: str,
+        event_id: str | None,
+        doc_hash: str,
+        body: bytes,
+        max_count: int,
+        max_bytes: int,
+    ) -> int:
+        """Store a dead letter (inside a transaction), evicting the oldest beyond the bounds.
+
+        Returns how many older dead letters were evicted.
+        """
+        self.db.execute(
+            "INSERT INTO dead_letters (received_at, reason, event_id, doc_hash, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (received_at, reason, event_id, doc_hash, body),
+        )
+        evicted = 0
+        count, size = self.db.execute(
+            "SELECT count(*), coalesce(sum(length(body)), 0) FROM dead_letters"
+        ).fetchone()
+        while count > max_count or (size > max_bytes and count > 1):
+            oldest_id, oldest_size = self.db.execute(
+                "SELECT id, length(body) FROM dead_letters ORDER BY id LIMIT 1"
+            ).fetchone()
+            self.db.execute("DELETE FROM dead_letters WHERE id = ?", (oldest_id,))
+            count, size, evicted = count - 1, size - oldest_size, evicted + 1
+        return evicted
+
+    def dead_letters(self, ids: Iterable[int] | None = None) -> list[DeadLetter]:
+        """Stored dead letters, oldest first (all, or those with the given ids)."""
+        query = "SELECT id, received_at, reason, event_id, doc_hash, body FROM dead_letters"
+        params: list[int] = []
+        if ids is not None:
+            params = list(ids)
+            query += f" WHERE id IN ({','.join('?' * len(params))})" if params else " WHERE 0"
+        rows = self.db.execute(query + " ORDER BY id", params)
+        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+
+    def count_dead_letters(self) -> int:
+        """How many dead letters are stored."""
+        return int(self.db.execute("SELECT count(*) FROM dead_letters").fetchone()[0])
+
+    def delete_dead_letters(self, ids: Iterable[int]) -> int:
+        """Remove dead letters by id (inside a transaction); how many were removed."""
+        cursor = self.db.executemany("DELETE FROM dead_letters WHERE id = ?", [(i,) for i in ids])
+        return cursor.rowcount
+
+    def purge_dead_letters(self, older_than: float | None) -> int:
+        """Remove all dead letters, or those received before `older_than`."""
+        with self.transaction():
+            if older_than is None:
+                cursor = self.db.execute("DELETE FROM dead_letters")
+            else:
+                cursor = self.db.execute(
+                    "DELETE FROM dead_letters WHERE received_at < ?", (older_than,)
+                )
+        return cursor.rowcount
+
+    # -- backup --------------------------------------------------------------------------------
+
+    def backup(self, target: Path) -> None:
+        """A consistent online copy of the whole store (SQLite backup API; safe under WAL)."""
+        if target.exists():
+            raise StoreUnavailable(f"backup target {target} exists; refusing to overwrite it")
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                self.db.backup(copy)
+                copy.execute("PRAGMA journal_mode=DELETE")
+            finally:
+                copy.close()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"backup to {target} failed: {exc}") from exc
