@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     dedup_window: Duration = Field(72 * 3600.0, description="keep de-duplication keys")
     open_run_ttl: Duration = Field(24 * 3600.0, description="drop open runs after")
     key_cache_ttl: Duration = Field(24 * 3600.0, description="public-key cache lifetime")
-    key_fetch_timeout: Duration = Field(3.0, gt=0, description="per key fetch attempt")
+    key_fetch_timeout: Duration = Field(3.0, gt=0, description="budget to fetch one key")
     read_timeout: Duration = Field(10.0, gt=0, description="time to read one request body")
     shutdown_grace: Duration = Field(15.0, description="time to finish in-flight deliveries")
     max_dead_letters: int = Field(10_000, ge=1, description="dead letters kept")
