@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Callable, Coroutine
@@ -13,6 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+
+from exporter.durations import parse_duration
 
 from .conftest import (
     DEPLOY,
@@ -198,3 +201,47 @@ async def test_healthcheck_fails_when_nothing_listens(
     """The health check exits non-zero when no server answers."""
     env = {f"{ENV_PREFIX}METRICS_LISTEN_ADDRESS": f"0.0.0.0:{unused_tcp_port}"}
     assert await run_healthcheck(dockerfile, env) == 1
+
+
+async def test_entrypoint_with_image_environment_turns_healthy_and_stops_on_stopsignal(
+    unused_tcp_port_factory: Callable[[], int],
+    dockerfile: list[Instruction],
+    tmp_path: Path,
+) -> None:
+    """The real exporter, run as the image runs it, passes HEALTHCHECK and exits 0 on SIGTERM."""
+    env = {k: v for k, v in dockerfile_env(dockerfile).items() if k.startswith(ENV_PREFIX)}
+    # The image's settings, with the listeners moved to loopback and the volume to tmp_path.
+    env |= {
+        f"{ENV_PREFIX}LISTEN_ADDRESS": f"127.0.0.1:{unused_tcp_port_factory()}",
+        f"{ENV_PREFIX}METRICS_LISTEN_ADDRESS": f"127.0.0.1:{unused_tcp_port_factory()}",
+        f"{ENV_PREFIX}STATE_PATH": str(tmp_path / "state.db"),
+        f"{ENV_PREFIX}CATALOGUE_PATH": str(DEPLOY / "catalogue.example.yaml"),
+    }
+    entrypoint = final(dockerfile, "ENTRYPOINT").exec_form()
+    assert entrypoint[0] == "aep-flow-exporter"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    log = tmp_path / "exporter.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "exporter",
+            *entrypoint[1:],
+            env={**clean, **env},
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HEALTHCHECK_TIMEOUT
+        while await run_healthcheck(dockerfile, env) != 0:
+            assert process.returncode is None, log.read_text(encoding="utf-8")
+            assert loop.time() < deadline, "not healthy in time:\n" + log.read_text("utf-8")
+            await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGTERM)
+        grace = parse_duration(env.get(f"{ENV_PREFIX}SHUTDOWN_GRACE", "15s"))
+        assert await asyncio.wait_for(process.wait(), grace + 5) == 0, log.read_text("utf-8")
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
