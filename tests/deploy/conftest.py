@@ -7,6 +7,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ TOOL_TIMEOUT = 60
 
 def require_tool(name: str) -> str:
     """Path of a command-line tool: skipped when absent outside CI, a failure in CI."""
-    path = shutil.which(name)
+    # PATH first; then the venv's bin, where a tool installed from a wheel lands.
+    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
     if path is not None:
         return path
     if os.environ.get("CI"):
