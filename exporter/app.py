@@ -32,7 +32,7 @@ from exporter.verify import DeliveryVerifier, VerificationFailure, check_recipie
 log = logging.getLogger(__name__)
 
 MAINTENANCE_INTERVAL = 60.0
-READINESS_RETRY_INTERVAL = 5.0
+READINESS_RETRY_INTERVAL = 2.0
 UNSIGNED_WARNING_INTERVAL = 60.0
 
 

@@ -113,12 +113,12 @@ async def _serve(settings: Settings) -> None:
 
     runners: list[web.AppRunner] = []
     host, port = split_host_port(settings.listen_address)
-    main_runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    main_runner = web.AppRunner(
+        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_grace
+    )
     await main_runner.setup()
     runners.append(main_runner)
-    await web.TCPSite(
-        main_runner, host or None, port, shutdown_timeout=settings.shutdown_grace
-    ).start()
+    await web.TCPSite(main_runner, host or None, port).start()
     log.info("listening address=%s webhook=%s", settings.listen_address, settings.webhook_path)
     if split:
         metrics_app = create_metrics_app(app)

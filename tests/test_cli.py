@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from exporter.cli import main
+from exporter.normalize import normalize_body
 from exporter.recorder import Limits, Recorder
 from exporter.store import SQLiteStore
 from tests.conftest import FAILURE_FLOW, FIXTURES, SUCCESS_FLOW
@@ -18,8 +20,6 @@ from tests.payload_builders import body
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No AEP_EXPORTER_* from the caller's environment; state in a temporary directory."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("AEP_EXPORTER_"):
             monkeypatch.delenv(name)
@@ -111,8 +111,6 @@ def test_bad_catalogue_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def _dead_letter_store(path: Path) -> None:
     async def fill() -> None:
-        from exporter.normalize import normalize_body
-
         recorder = Recorder(SQLiteStore(path), Limits())
         await recorder.open()
         docs = normalize_body(body({"mystery": 1, "eventid": "m-1"}), received_at=1.0)

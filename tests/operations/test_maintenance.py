@@ -1,0 +1,147 @@
+"""Expiry, pruning, dead-letter replay and schema migrations, on real state files."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from exporter.recorder import Limits, Recorder
+from exporter.store import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, StoreUnavailable
+from tests.conftest import Clock, MakeClient
+from tests.payload_builders import body, legacy, run_object
+
+DAY = 86400.0
+
+
+async def prune(exporter: object, clock: Clock) -> tuple[int, int]:
+    """Run the maintenance step the background task runs every minute."""
+    settings = exporter.settings  # type: ignore[attr-defined]
+    return await exporter.recorder.prune(  # type: ignore[attr-defined, no-any-return]
+        now=clock(),
+        flow_ttl=settings.flow_ttl,
+        open_run_ttl=settings.open_run_ttl,
+        dedup_window=settings.dedup_window,
+        protected=lambda key: key in exporter.catalogue,  # type: ignore[attr-defined]
+    )
+
+
+async def test_flows_expire_after_ttl_from_receipt_time(
+    make_client: MakeClient, clock: Clock, tmp_path: Path
+) -> None:
+    """A flow not heard from for the TTL leaves /metrics; a catalogued one stays."""
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text("flows:\n  - flow_id: kept\n    sandbox: prod\n")
+    client, registry, exporter = await make_client(catalogue_path=catalogue, flow_ttl="30d")
+    # Event times from 2020 do not matter: the TTL counts from receipt.
+    for flow_id in ("gone", "kept", "fresh"):
+        run = run_object(run_id=f"r-{flow_id}", flow_id=flow_id, completed_ms=1_590_000_000_000)
+        assert (await client.post("/webhook", data=body(legacy(flow_id, run)))).status == 200
+    clock.now += 29 * DAY
+    fresh = run_object(run_id="r-fresh-2", flow_id="fresh")
+    await client.post("/webhook", data=body(legacy("fresh-2", fresh)))
+    expired, _ = await prune(exporter, clock)
+    assert expired == 0
+    clock.now += 2 * DAY
+    expired, _ = await prune(exporter, clock)
+    assert expired == 1
+    labels = {"sandbox": "prod", "status": "success"}
+    assert registry.get_sample_value("aep_flow_runs_total", {**labels, "flow_id": "gone"}) is None
+    assert registry.get_sample_value("aep_flow_runs_total", {**labels, "flow_id": "kept"}) == 1
+    assert registry.get_sample_value("aep_flow_runs_total", {**labels, "flow_id": "fresh"}) == 2
+    assert registry.get_sample_value("aep_exporter_tracked_flows") == 2
+
+
+async def test_open_runs_and_dedup_keys_expire(make_client: MakeClient, clock: Clock) -> None:
+    """Open runs leave after the open-run TTL; keys after the window (then a resend counts)."""
+    client, registry, exporter = await make_client(open_run_ttl="24h", dedup_window="72h")
+    start = run_object(run_id="s1", status="inProgress", completed_ms=None)
+    await client.post("/webhook", data=body(legacy("s1", start, code="source_flow_run_info")))
+    labels = {"sandbox": "prod", "flow_id": "flow-a"}
+    assert registry.get_sample_value("aep_flow_runs_in_progress", labels) == 1
+    clock.now += 25 * 3600
+    await prune(exporter, clock)
+    assert registry.get_sample_value("aep_flow_runs_in_progress", labels) == 0
+    clock.now += 48 * 3600
+    _, keys_removed = await prune(exporter, clock)
+    assert keys_removed == 2  # the event id and the (run id, started) key
+    await client.post("/webhook", data=body(legacy("s1", start, code="source_flow_run_info")))
+    assert registry.get_sample_value("aep_flow_runs_started_total", labels) == 2
+
+
+def test_replay_records_dead_letters_todays_parser_understands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A dead letter stored by an older parser is recorded by replay and leaves the store."""
+    state = tmp_path / "state.db"
+    store = SQLiteStore(state)
+    store.open()
+    raw = body(legacy("late-1", run_object(run_id="late")))
+    with store.transaction():
+        store.add_dead_letter(
+            received_at=1.0, reason="unknown document shape", event_id="late-1",
+            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, max_count=10, max_bytes=10**6,
+        )  # fmt: skip
+    store.close()
+    monkeypatch.setenv("AEP_EXPORTER_STATE_PATH", str(state))
+    assert main(["dead-letters", "replay", "--all"]) == 0
+    assert "recorded" in capsys.readouterr().out
+    recorder = Recorder(SQLiteStore(state), Limits())
+
+    async def load() -> None:
+        await recorder.open()
+        await recorder.close()
+
+    asyncio.run(load())
+    assert recorder.dead_letters_stored == 0
+    assert [flow.runs["success"] for flow in recorder.flows.values()] == [1]
+    # Replaying the same notification again would be a duplicate, never a second count.
+    assert main(["dead-letters", "replay", "--all"]) == 0
+
+
+def test_dead_letters_are_bounded(tmp_path: Path) -> None:
+    """Beyond the bounds the oldest dead letters are evicted."""
+    store = SQLiteStore(tmp_path / "state.db")
+    store.open()
+    evicted = 0
+    with store.transaction():
+        for number in range(5):
+            evicted += store.add_dead_letter(
+                received_at=float(number), reason="r", event_id=None, doc_hash=f"h{number}",
+                body=b"x" * 100, max_count=3, max_bytes=10**6,
+            )  # fmt: skip
+    assert evicted == 2
+    assert [letter.doc_hash for letter in store.dead_letters()] == ["h2", "h3", "h4"]
+    store.close()
+
+
+def test_migrations_run_from_every_earlier_version(tmp_path: Path) -> None:
+    """Every earlier schema (an empty file is version 0) migrates to the current one."""
+    for version in range(SCHEMA_VERSION):
+        path = tmp_path / f"v{version}.db"
+        db = sqlite3.connect(path)
+        for step in MIGRATIONS[:version]:
+            for statement in step:
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version={version}")
+        db.commit()
+        db.close()
+        store = SQLiteStore(path)
+        store.open()
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.count_keys() == 0
+        store.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer exporter is refused with a message, not damaged."""
+    path = tmp_path / "future.db"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreUnavailable, match="newer than this exporter"):
+        SQLiteStore(path).open()
