@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder, gzip_accepted
 
@@ -28,6 +29,7 @@ from exporter.recorder import BatchOutcome, Limits, Recorder, Result
 from exporter.state import lag_seconds
 from exporter.store import SQLiteStore, StoreUnavailable
 from exporter.verify import DeliveryVerifier, VerificationFailure, check_recipients
+from exporter.webconfig import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -334,14 +336,30 @@ async def reload(request: web.Request) -> web.Response:
     return web.Response(text="reloaded\n")
 
 
-def add_metrics_routes(app: web.Application, *, with_reload: bool) -> None:
-    """Health, landing page and /metrics (and /-/reload where it is protected)."""
-    app.router.add_get("/metrics", metrics_endpoint)
+def add_health_routes(app: web.Application) -> None:
+    """Liveness and readiness: on every listener, unauthenticated, for probes."""
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+
+
+def add_metrics_routes(app: web.Application, *, with_reload: bool) -> None:
+    """Landing page and /metrics (and /-/reload where it is protected)."""
+    app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/", landing)
     if with_reload:
         app.router.add_post("/-/reload", reload)
+
+
+def _guard_all_but(open_paths: frozenset[str], guard: Middleware) -> Middleware:
+    """Apply the web config's middleware everywhere except the webhook and probes."""
+
+    @web.middleware
+    async def guarded(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in open_paths:
+            return await handler(request)
+        return await guard(request, handler)
+
+    return guarded
 
 
 # -- lifecycle -------------------------------------------------------------------------------
@@ -408,24 +426,39 @@ def create_app(
     registry: CollectorRegistry,
     *,
     clock: Callable[[], float] = time.time,
-    serve_metrics: bool = True,
+    web_config: WebConfig | None = None,
 ) -> web.Application:
-    """The main application: webhook, plus /metrics and health unless they are split off."""
+    """The main application: webhook and probes, plus /metrics unless it has its own listener.
+
+    Without a separate metrics listener the web config's basic auth guards /metrics and
+    /-/reload here, never the webhook (Adobe cannot authenticate) nor the probes.
+    """
     exporter = build_exporter(settings, registry, clock=clock)
+    middlewares: list[Middleware] = []
+    serve_metrics = not settings.metrics_listen_address
+    if serve_metrics and web_config is not None:
+        open_paths = frozenset({settings.webhook_path, "/healthz", "/readyz"})
+        middlewares.append(_guard_all_but(open_paths, web_config.middleware()))
     # The body is read by the handler itself, within max_body_bytes.
-    app = web.Application(client_max_size=settings.max_body_bytes)
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[EXPORTER] = exporter
     app.router.add_route("*", settings.webhook_path, webhook)
+    add_health_routes(app)
     if serve_metrics:
-        # Unauthenticated /-/reload only where no one else can reach it: on a split listener.
-        add_metrics_routes(app, with_reload=False)
+        # /-/reload changes state: only behind authentication on a shared listener.
+        with_reload = web_config is not None and web_config.auth_enabled
+        add_metrics_routes(app, with_reload=with_reload)
     app.cleanup_ctx.append(_lifecycle)
     return app
 
 
-def create_metrics_app(main: web.Application, *, with_reload: bool = True) -> web.Application:
-    """The separate metrics listener's application, sharing the main app's exporter."""
-    app = web.Application()
+def create_metrics_app(
+    main: web.Application, *, web_config: WebConfig | None = None
+) -> web.Application:
+    """The separate metrics listener: /metrics, probes and /-/reload, behind the web config."""
+    middlewares = [web_config.middleware()] if web_config is not None else []
+    app = web.Application(middlewares=middlewares)
     app[EXPORTER] = main[EXPORTER]
-    add_metrics_routes(app, with_reload=with_reload)
+    add_health_routes(app)
+    add_metrics_routes(app, with_reload=True)
     return app

@@ -33,6 +33,7 @@ from exporter.payloads import PayloadError
 from exporter.recorder import Limits, Recorder
 from exporter.state import FlowState, apply_alert, apply_run, apply_start
 from exporter.store import SQLiteStore
+from exporter.webconfig import WebConfigError, load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,9 @@ def state_lock(state_path: Path, *, wait: bool) -> Iterator[None]:
 async def _serve(settings: Settings) -> None:
     registry = CollectorRegistry()
     split = bool(settings.metrics_listen_address)
-    app = create_app(settings, registry, serve_metrics=not split)
+    web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
+    tls = web_config.ssl_context() if web_config is not None else None
+    app = create_app(settings, registry, web_config=web_config)
     exporter = app[EXPORTER]
     if settings.verification_on and not settings.client_ids:
         log.warning(
@@ -118,15 +121,16 @@ async def _serve(settings: Settings) -> None:
     )
     await main_runner.setup()
     runners.append(main_runner)
-    await web.TCPSite(main_runner, host or None, port).start()
+    # Without a separate metrics listener the web config's TLS covers the one listener.
+    await web.TCPSite(main_runner, host or None, port, ssl_context=None if split else tls).start()
     log.info("listening address=%s webhook=%s", settings.listen_address, settings.webhook_path)
     if split:
-        metrics_app = create_metrics_app(app)
+        metrics_app = create_metrics_app(app, web_config=web_config)
         metrics_runner = web.AppRunner(metrics_app, handle_signals=False, access_log=None)
         await metrics_runner.setup()
         runners.append(metrics_runner)
         m_host, m_port = split_host_port(settings.metrics_listen_address)
-        await web.TCPSite(metrics_runner, m_host or None, m_port).start()
+        await web.TCPSite(metrics_runner, m_host or None, m_port, ssl_context=tls).start()
         log.info("metrics listening address=%s", settings.metrics_listen_address)
 
     stop = asyncio.Event()
@@ -429,7 +433,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ExporterError as exc:
         print(f"aep-flow-exporter: {exc}", file=sys.stderr)
-        configuration = (UsageError, ConfigError, CatalogueError, DurationError)
+        configuration = (UsageError, ConfigError, CatalogueError, DurationError, WebConfigError)
         return 2 if isinstance(exc, configuration) else 1
 
 
