@@ -1,0 +1,148 @@
+"""Key panel queries give the right numbers on synthetic series, evaluated by the real promtool.
+
+The flow CRM is served by two replicas with identical numbers (PRODUCT.md "Replicas"): every
+result below would double if a query summed them instead of collapsing them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.dashboards.queries import fed_queries, substitute_variables
+
+REPLICAS = (
+    'instance="10.0.0.1:9477", pod="exporter-a"',
+    'instance="10.0.0.2:9477", pod="exporter-b"',
+)
+JOB = 'job="aep"'
+CRM = 'sandbox="prod", flow_id="crm"'
+WEB = 'sandbox="prod", flow_id="web"'
+NEW = 'sandbox="dev", flow_id="new"'
+
+
+def info(flow: str, name: str) -> str:
+    """An aep_flow_info selector for a flow with this name and empty catalogue fields."""
+    return (
+        f'aep_flow_info{{{flow}, flow_name="{name}", owner="", source="", flow_severity="", '
+        'ims_org=""}'
+    )
+
+
+# (series without instance/job labels, promtool values), minutes 0..10. CRM is on both replicas.
+CRM_SERIES = [
+    (info(CRM, "CRM accounts"), "1x10"),
+    (f'aep_flow_runs_total{{{CRM}, status="success"}}', "0+3x10"),
+    (f'aep_flow_runs_total{{{CRM}, status="failed"}}', "0+1x10"),
+    (f'aep_flow_run_errors_total{{{CRM}, error_code="CONNECTOR-2001-500"}}', "0+1x10"),
+    (f'aep_flow_run_errors_total{{{CRM}, error_code="133"}}', "0+2x10"),
+    (f"aep_flow_input_records_total{{{CRM}}}", "0+4x10"),
+    (f"aep_flow_output_records_total{{{CRM}}}", "0+3x10"),
+    (f"aep_flow_last_run_success{{{CRM}}}", "0x10"),
+    # Last success at t=500 s; expected every 60 s: overdue at t=600 s.
+    (f'aep_flow_last_run_timestamp_seconds{{{CRM}, status="success"}}', "500x10"),
+    (f"aep_flow_expected_interval_seconds{{{CRM}}}", "60x10"),
+]
+WEB_SERIES = [
+    (info(WEB, "Web orders"), "1x10"),
+    (f"aep_flow_last_run_success{{{WEB}}}", "1x10"),
+    # Last success at t=590 s; expected hourly: on time.
+    (f'aep_flow_last_run_timestamp_seconds{{{WEB}, status="success"}}', "590x10"),
+    (f"aep_flow_expected_interval_seconds{{{WEB}}}", "3600x10"),
+]
+NEW_SERIES = [
+    # Catalogued, never ran: overdue.
+    (info(NEW, "New feed"), "1x10"),
+    (f"aep_flow_expected_interval_seconds{{{NEW}}}", "3600x10"),
+]
+
+ALL_FLOWS = {"sandbox": ".*", "flow": ".*"}
+ONLY_CRM = {"sandbox": "prod", "flow": "crm"}
+WINDOWS = {"__rate_interval": "15m", "__range": "15m", "__interval": "1m"}
+# (dashboard uid, panel title, refId, variables, expected samples as (labels, value)).
+CASES: list[tuple[str, str, str, dict[str, str], list[tuple[str, float]]]] = [
+    ("aep-flow-overview", "Flows", "A", ALL_FLOWS, [("{}", 3)]),
+    ("aep-flow-overview", "Newest run failed", "A", ALL_FLOWS, [("{}", 1)]),
+    ("aep-flow-overview", "Overdue flows", "A", ALL_FLOWS, [("{}", 2)]),
+    ("aep-flow-overview", "Success ratio", "A", ONLY_CRM, [("{}", 0.75)]),
+    (
+        "aep-flow-overview",
+        "Failed runs by flow",
+        "A",
+        ALL_FLOWS,
+        [('{sandbox="prod", flow_id="crm", flow_name="CRM accounts"}', 10)],
+    ),
+    (
+        "aep-flow-overview",
+        "Top failing flows",
+        "A",
+        ALL_FLOWS,
+        [('{sandbox="prod", flow_id="crm", flow_name="CRM accounts"}', 10)],
+    ),
+    ("aep-flow-overview", "Flow health", "F", ONLY_CRM, [(f"{{{JOB}, {CRM}}}", 100 / 60)]),
+    ("aep-flow-overview", "Flow health", "G", ONLY_CRM, [(f"{{{JOB}, {CRM}}}", 0.75)]),
+    ("aep-flow-overview", "Flow health", "H", ONLY_CRM, [(f"{{{JOB}, {CRM}}}", 40)]),
+    (
+        "aep-flow-overview",
+        "Flow health",
+        "J",
+        ALL_FLOWS,
+        [(f'{{{JOB}, {CRM}, error_code="133"}}', 20)],
+    ),
+    (
+        "aep-flow-detail",
+        "Runs by outcome",
+        "A",
+        ONLY_CRM,
+        [('{status="failed"}', 10), ('{status="success"}', 30)],
+    ),
+    ("aep-flow-detail", "Record loss", "A", ONLY_CRM, [("{}", 0.25)]),
+    ("aep-flow-detail", "Since last success", "A", ONLY_CRM, [(f"{{{JOB}, {CRM}}}", 100)]),
+]
+
+
+def input_series() -> list[dict[str, str]]:
+    """The synthetic series with scrape labels: CRM on both replicas, the others on one."""
+    out = []
+    for replicas, series in ((REPLICAS, CRM_SERIES), (REPLICAS[:1], WEB_SERIES + NEW_SERIES)):
+        for replica in replicas:
+            for selector, values in series:
+                labelled = selector.replace("{", f"{{{JOB}, {replica}, ", 1)
+                out.append({"series": labelled, "values": values})
+    return out
+
+
+def test_key_queries_collapse_replicas_and_join_names(tmp_path: Path) -> None:
+    """Counts, ratios, the name join and the health table's columns are right with replicas."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+    exprs = {(q.dashboard_uid, q.panel_title, q.ref_id): q.expr for q in fed_queries()}
+    tests: list[dict[str, Any]] = [
+        {
+            "expr": substitute_variables(exprs[uid, title, ref], {**WINDOWS, **variables}),
+            "eval_time": "10m",
+            "exp_samples": [{"labels": labels, "value": value} for labels, value in samples],
+        }
+        for uid, title, ref, variables, samples in CASES
+    ]
+    document = {
+        "rule_files": [],
+        "evaluation_interval": "1m",
+        "tests": [{"interval": "1m", "input_series": input_series(), "promql_expr_test": tests}],
+    }
+    path = tmp_path / "dashboard-semantics.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
