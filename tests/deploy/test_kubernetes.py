@@ -7,6 +7,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 from exporter.durations import parse_duration
 
@@ -284,6 +285,26 @@ def test_servicemonitor_scrapes_only_the_metrics_service(rendered: Rendered) -> 
     assert endpoint["path"] == "/metrics"
     assert endpoint["interval"] == "30s"
     assert parse_duration(endpoint["scrapeTimeout"]) < parse_duration(endpoint["interval"])
+
+
+def test_servicemonitor_job_is_the_job_the_alerts_select(rendered: Rendered) -> None:
+    """The ServiceMonitor's job label is the job name of deploy/prometheus/prometheus.yml."""
+    monitor = rendered.one("ServiceMonitor")["spec"]
+    service = rendered.named("Service", "aep-flow-exporter-metrics")
+    assert service is not None
+    labels = service["metadata"]["labels"]
+    # The operator's job label: the Service's label named by jobLabel, else the Service's name.
+    job = labels.get(monitor.get("jobLabel", ""), service["metadata"]["name"])
+    config_path = DEPLOY / "prometheus" / "prometheus.yml"
+    assert config_path.exists(), "deploy/prometheus/prometheus.yml does not exist yet"
+    config = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    jobs = [
+        scrape["job_name"]
+        for scrape in config["scrape_configs"]
+        for static in scrape.get("static_configs", [])
+        if any(t.startswith("exporter:") for t in static.get("targets", []))
+    ]
+    assert jobs == [job]
 
 
 def test_networkpolicy_admits_prometheus_alone_to_the_metrics_port(rendered: Rendered) -> None:
