@@ -43,16 +43,21 @@ FED_SCENARIO = (
     "window that covers the feed and at least two scrapes after it."
 )
 
-# Selectors. Per-flow series are collapsed over replicas before anything else (PRODUCT.md
-# "Replicas": several replicas may serve the same numbers).
+# Selectors. Per-flow series are folded over replicas before anything else (PRODUCT.md
+# "Replicas": several replicas may serve the same numbers), increase() included: see flow_counter.
 FLEET = ('sandbox=~"$sandbox"', 'flow_id=~"$flow"')
 ONE = ('sandbox="$sandbox"', 'flow_id="$flow"')
 INSTANCE = ('instance=~"$instance"',)
 SUCCESS = 'status="success"'
 FAILED = 'status="failed"'
+# Windows of per-flow counters are subqueries over the fold. Graphs use $__rate_interval at the
+# default resolution (the evaluation interval, so at least four points); instant stats the
+# dashboard range at $__interval; the health table one day (the alerts' and recording rules'
+# window) at 5m, which is plenty for an increase and keeps a fleet-wide table cheap.
 RATE = "$__rate_interval"
-RANGE = "$__range"
-DAY = "1d"  # the health table's fixed window, the same as the alert and recording rules'
+RATE_WINDOW = "$__rate_interval:"
+RANGE_WINDOW = "$__range:$__interval"
+DAY_WINDOW = "1d:5m"
 DURATION_SUM = "aep_flow_run_duration_seconds_sum"
 DURATION_COUNT = "aep_flow_run_duration_seconds_count"
 
@@ -129,9 +134,19 @@ def per_flow(expr: str) -> str:
     return f"max without (instance, pod) ({expr})"
 
 
-def flow_increase(metric: str, matchers: tuple[str, ...], window: str = RATE) -> str:
-    """Per-flow increase of a counter over `window`, replicas collapsed."""
-    return per_flow(f"increase({selector(metric, *matchers)}[{window}])")
+def flow_counter(function: str, metric: str, matchers: tuple[str, ...], window: str) -> str:
+    """`function` (increase, rate) of a per-flow counter over a subquery of its replica fold.
+
+    Folding first makes one continuous series per flow: a replaced pod is a new series that
+    carries the same persisted counters, which max-after-increase would read as a fresh start and
+    under-count (the recording rules' aep_flow:*:max do the same fold).
+    """
+    return f"{function}({per_flow(selector(metric, *matchers))}[{window}])"
+
+
+def flow_increase(metric: str, matchers: tuple[str, ...], window: str = RATE_WINDOW) -> str:
+    """Per-flow increase of a counter over `window`, replicas folded first."""
+    return flow_counter("increase", metric, matchers, window)
 
 
 def with_flow_name(expr: str, matchers: tuple[str, ...]) -> str:
@@ -163,9 +178,12 @@ def success_ratio(matchers: tuple[str, ...], window: str, by: str) -> str:
 
 
 def quantile(q: float, bucket: str, matchers: tuple[str, ...], flow: bool) -> str:
-    """Histogram quantile over $__rate_interval, replicas collapsed for per-flow histograms."""
-    rate = f"rate({selector(bucket, *matchers)}[{RATE}])"
-    return f"histogram_quantile({q}, sum by (le) ({per_flow(rate) if flow else rate}))"
+    """Histogram quantile over $__rate_interval; per-flow histograms are folded first."""
+    if flow:
+        rate = flow_counter("rate", bucket, matchers, RATE_WINDOW)
+    else:
+        rate = f"rate({selector(bucket, *matchers)}[{RATE}])"
+    return f"histogram_quantile({q}, sum by (le) ({rate}))"
 
 
 # --- field config pieces -----------------------------------------------------------------------
@@ -544,7 +562,7 @@ def overview() -> Dashboard:
         "topk(10, "
         + with_flow_name(
             "sum by (sandbox, flow_id) "
-            f"({flow_increase('aep_flow_runs_total', (*FLEET, FAILED), RANGE)}) > 0",
+            f"({flow_increase('aep_flow_runs_total', (*FLEET, FAILED), RANGE_WINDOW)}) > 0",
             FLEET,
         )
         + ")"
@@ -563,14 +581,20 @@ def overview() -> Dashboard:
         Query(since_success(FLEET), instant=True, fmt="table"),
         Query(expected, instant=True, fmt="table"),
         Query(f"({since_success(FLEET)}) / {expected}", instant=True, fmt="table"),
-        Query(success_ratio(FLEET, DAY, "sum without (status)"), instant=True, fmt="table"),
-        Query(flow_increase("aep_flow_input_records_total", FLEET, DAY), instant=True, fmt="table"),
+        Query(success_ratio(FLEET, DAY_WINDOW, "sum without (status)"), instant=True, fmt="table"),
         Query(
-            flow_increase("aep_flow_output_records_total", FLEET, DAY), instant=True, fmt="table"
+            flow_increase("aep_flow_input_records_total", FLEET, DAY_WINDOW),
+            instant=True,
+            fmt="table",
+        ),
+        Query(
+            flow_increase("aep_flow_output_records_total", FLEET, DAY_WINDOW),
+            instant=True,
+            fmt="table",
         ),
         Query(
             "topk by (sandbox, flow_id) "
-            f"(1, {flow_increase('aep_flow_run_errors_total', FLEET, DAY)} > 0)",
+            f"(1, {flow_increase('aep_flow_run_errors_total', FLEET, DAY_WINDOW)} > 0)",
             instant=True,
             fmt="table",
             empty_ok="an error_code series is born at 1 with the first failed run that reports "
@@ -698,7 +722,7 @@ def overview() -> Dashboard:
             "Success ratio",
             "Successful runs over all completed runs in the dashboard's time range.",
             "percentunit",
-            Query(success_ratio(FLEET, RANGE, "sum"), instant=True),
+            Query(success_ratio(FLEET, RANGE_WINDOW, "sum"), instant=True),
             steps=(("red", None), ("orange", 0.95), ("green", 0.99)),
             mappings=[NO_RUNS],
         ),
@@ -951,8 +975,8 @@ def detail() -> Dashboard:
             Query(quantile(0.5, "aep_flow_run_duration_seconds_bucket", ONE, True), legend="p50"),
             Query(quantile(0.95, "aep_flow_run_duration_seconds_bucket", ONE, True), legend="p95"),
             Query(
-                f"sum({per_flow(f'rate({selector(DURATION_SUM, *ONE)}[{RATE}])')}) / "
-                f"sum({per_flow(f'rate({selector(DURATION_COUNT, *ONE)}[{RATE}])')})",
+                f"sum({flow_counter('rate', DURATION_SUM, ONE, RATE_WINDOW)}) / "
+                f"sum({flow_counter('rate', DURATION_COUNT, ONE, RATE_WINDOW)})",
                 legend="mean",
             ),
             Query(

@@ -1,7 +1,9 @@
 """Key panel queries give the right numbers on synthetic series, evaluated by the real promtool.
 
 The flow CRM is served by two replicas with identical numbers (PRODUCT.md "Replicas"): every
-result below would double if a query summed them instead of collapsing them.
+result below would double if a query summed them instead of folding them. The flow "rollout" moves
+from one pod to its replacement mid-window, the new pod carrying the persisted counters: its runs
+count whole only when the fold comes before increase().
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ JOB = 'job="aep"'
 CRM = 'sandbox="prod", flow_id="crm"'
 WEB = 'sandbox="prod", flow_id="web"'
 NEW = 'sandbox="dev", flow_id="new"'
+ROLLOUT = 'sandbox="prod", flow_id="rollout"'
 
 
 def info(flow: str, name: str) -> str:
@@ -60,13 +63,18 @@ NEW_SERIES = [
     (info(NEW, "New feed"), "1x10"),
     (f"aep_flow_expected_interval_seconds{{{NEW}}}", "3600x10"),
 ]
+# (series, values on the first pod, values on its replacement from minute 6).
+ROLLOUT_SERIES = [
+    (info(ROLLOUT, "Rollout"), "1x5 _x5", "_x6 1x4"),
+    (f'aep_flow_runs_total{{{ROLLOUT}, status="failed"}}', "0+1x5 _x5", "_x6 6+1x4"),
+]
 
 ALL_FLOWS = {"sandbox": ".*", "flow": ".*"}
 ONLY_CRM = {"sandbox": "prod", "flow": "crm"}
 WINDOWS = {"__rate_interval": "15m", "__range": "15m", "__interval": "1m"}
 # (dashboard uid, panel title, refId, variables, expected samples as (labels, value)).
 CASES: list[tuple[str, str, str, dict[str, str], list[tuple[str, float]]]] = [
-    ("aep-flow-overview", "Flows", "A", ALL_FLOWS, [("{}", 3)]),
+    ("aep-flow-overview", "Flows", "A", ALL_FLOWS, [("{}", 4)]),
     ("aep-flow-overview", "Newest run failed", "A", ALL_FLOWS, [("{}", 1)]),
     ("aep-flow-overview", "Overdue flows", "A", ALL_FLOWS, [("{}", 2)]),
     ("aep-flow-overview", "Success ratio", "A", ONLY_CRM, [("{}", 0.75)]),
@@ -75,14 +83,20 @@ CASES: list[tuple[str, str, str, dict[str, str], list[tuple[str, float]]]] = [
         "Failed runs by flow",
         "A",
         ALL_FLOWS,
-        [('{sandbox="prod", flow_id="crm", flow_name="CRM accounts"}', 10)],
+        [
+            ('{sandbox="prod", flow_id="crm", flow_name="CRM accounts"}', 10),
+            ('{sandbox="prod", flow_id="rollout", flow_name="Rollout"}', 10),
+        ],
     ),
     (
         "aep-flow-overview",
         "Top failing flows",
         "A",
         ALL_FLOWS,
-        [('{sandbox="prod", flow_id="crm", flow_name="CRM accounts"}', 10)],
+        [
+            ('{sandbox="prod", flow_id="crm", flow_name="CRM accounts"}', 10),
+            ('{sandbox="prod", flow_id="rollout", flow_name="Rollout"}', 10),
+        ],
     ),
     ("aep-flow-overview", "Flow health", "F", ONLY_CRM, [(f"{{{JOB}, {CRM}}}", 100 / 60)]),
     ("aep-flow-overview", "Flow health", "G", ONLY_CRM, [(f"{{{JOB}, {CRM}}}", 0.75)]),
@@ -107,18 +121,22 @@ CASES: list[tuple[str, str, str, dict[str, str], list[tuple[str, float]]]] = [
 
 
 def input_series() -> list[dict[str, str]]:
-    """The synthetic series with scrape labels: CRM on both replicas, the others on one."""
+    """The synthetic series with scrape labels: CRM on both replicas, rollout moving across."""
     out = []
     for replicas, series in ((REPLICAS, CRM_SERIES), (REPLICAS[:1], WEB_SERIES + NEW_SERIES)):
         for replica in replicas:
             for selector, values in series:
                 labelled = selector.replace("{", f"{{{JOB}, {replica}, ", 1)
                 out.append({"series": labelled, "values": values})
+    for rollout, first_pod, second_pod in ROLLOUT_SERIES:
+        for replica, pod_values in zip(REPLICAS, (first_pod, second_pod), strict=True):
+            labelled = rollout.replace("{", f"{{{JOB}, {replica}, ", 1)
+            out.append({"series": labelled, "values": pod_values})
     return out
 
 
 def test_key_queries_collapse_replicas_and_join_names(tmp_path: Path) -> None:
-    """Counts, ratios, the name join and the health table's columns are right with replicas."""
+    """Counts, ratios, the name join and the table's columns are right across replicas and pods."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")

@@ -26,8 +26,10 @@ FILES = sorted(f"{uid}.json" for uid in UIDS)
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 # Grafana's global variables, available without a templating entry.
 GLOBAL_VARIABLES = {"__rate_interval", "__interval", "__range", "__url_time_range", "__data"}
-# Windows allowed in instant queries: the dashboard range, or the health table's fixed day.
-INSTANT_WINDOWS = {"$__range", "1d"}
+# Windows of graphs: $__rate_interval, as a range or (per-flow counters) a subquery.
+GRAPH_WINDOWS = {"$__rate_interval", "$__rate_interval:"}
+# Windows of instant queries: the dashboard range, or the health table's fixed day.
+INSTANT_WINDOWS = {"$__range:$__interval", "1d:5m"}
 PER_FLOW_NAMES = {name for family in FLOW_FAMILIES for name in family.sample_names}
 
 
@@ -237,15 +239,15 @@ def test_rate_windows(dashboards: dict[str, dict[str, Any]], name: str) -> None:
     for panel in query_panels(dashboards[name]):
         for target in panel["targets"]:
             windows = set(range_windows(target["expr"]))
-            allowed = INSTANT_WINDOWS if target["instant"] else {"$__rate_interval"}
+            allowed = INSTANT_WINDOWS if target["instant"] else GRAPH_WINDOWS
             assert windows <= allowed, (panel["title"], target["refId"], windows)
             if re.search(r"\b(rate|increase)\(", target["expr"]):
                 assert windows, (panel["title"], target["refId"])
 
 
-# How a per-flow series may be read: collapsed over replicas, grouped, or as a set-operator operand.
+# How a per-flow series may be read: folded over replicas, grouped, or as a set-operator operand.
 _COLLAPSED = re.compile(
-    r"(max without \(instance, pod(?:, status)?\) \((?:rate|increase)?\(?"
+    r"(max without \(instance, pod(?:, status)?\) \("
     r"|group by \([\w, ]+\) \("
     r"|unless on \(sandbox, flow_id\) )"
     r"(?P<name>aep_flow_\w+)\{"
@@ -256,12 +258,18 @@ _COLLAPSED = re.compile(
 def test_per_flow_series_are_collapsed_over_replicas(
     dashboards: dict[str, dict[str, Any]], name: str
 ) -> None:
-    """Each per-flow selector sits directly inside `max without (instance, pod)` (or a group)."""
+    """Per-flow selectors sit directly in `max without (instance, pod)`, even under increase().
+
+    A range selector on a raw per-flow series would take increase() per pod, and a replaced pod
+    (a new series carrying the persisted counters) would under-count; the fold comes first and
+    increase() reads it through a subquery.
+    """
     for title, expr in panel_queries(dashboards[name]):
         selectors = re.findall(r"\b(aep_flow_\w+)\{", expr)
         collapsed = [m.group("name") for m in _COLLAPSED.finditer(expr)]
         assert all(s in PER_FLOW_NAMES for s in selectors), title
         assert sorted(selectors) == sorted(collapsed), (title, expr)
+        assert not re.search(r"\baep_flow_\w+\{[^}]*\}\[", expr), (title, expr)
 
 
 @pytest.mark.parametrize("name", by_file())
