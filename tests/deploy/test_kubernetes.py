@@ -115,15 +115,16 @@ def test_deployment_runs_one_replica_recreated(rendered: Rendered) -> None:
     assert selects(POD_LABELS, spec["template"]["metadata"]["labels"])
 
 
-def test_probes_ask_the_health_endpoints_on_the_metrics_listener(rendered: Rendered) -> None:
-    """Startup and liveness ask /healthz, readiness /readyz, on the port serving health."""
+def test_probes_ask_the_health_endpoints_on_the_webhook_listener(rendered: Rendered) -> None:
+    """Startup and liveness ask /healthz, readiness /readyz, where no web config guards them."""
     container = exporter_container(rendered.one("Deployment"))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    health_port = port_of(env_of(rendered)[f"{ENV_PREFIX}METRICS_LISTEN_ADDRESS"])
+    health_port = port_of(env_of(rendered)[f"{ENV_PREFIX}LISTEN_ADDRESS"])
     paths = {}
     for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
         get = container[probe]["httpGet"]
         assert ports[get["port"]] == health_port
+        assert get.get("scheme", "HTTP") == "HTTP"
         paths[probe] = get["path"]
     assert paths == {
         "startupProbe": "/healthz",
