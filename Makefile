@@ -24,8 +24,8 @@ run: $(VENV)/.installed-run
 test: lint typecheck pytest
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check exporter tests
-	$(BIN)/ruff format --check exporter tests
+	$(BIN)/ruff check exporter tests grafana deploy
+	$(BIN)/ruff format --check exporter tests grafana deploy
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

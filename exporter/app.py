@@ -21,6 +21,7 @@ from exporter import __version__
 from exporter.catalogue import Catalogue, CatalogueError, load_catalogue
 from exporter.config import Settings
 from exporter.domain import Document, DocumentKind, FlowRun, Unrecognized
+from exporter.exposition import FlowExposition, render_metrics
 from exporter.keys import PublicKeyStore
 from exporter.metrics import FlowCollector, SelfMetrics
 from exporter.normalize import normalize_body
@@ -49,6 +50,7 @@ class Exporter:
     verifier: DeliveryVerifier | None
     keys: PublicKeyStore | None
     clock: Callable[[], float]
+    exposition: FlowExposition
     catalogue: Catalogue = field(default_factory=Catalogue)
     store_ready: bool = False
     in_flight: int = 0
@@ -99,7 +101,8 @@ def build_exporter(
         verifier = DeliveryVerifier(
             keys=keys, client_secret=settings.client_secret.get_secret_value()
         )
-    exporter = Exporter(settings, registry, metrics, recorder, verifier, keys, clock)
+    exposition = FlowExposition(settings.duration_buckets)
+    exporter = Exporter(settings, registry, metrics, recorder, verifier, keys, clock, exposition)
     exporter.reload_catalogue()
     metrics.tracked_flows.set_function(lambda: len(recorder.flows))
     metrics.dead_letters_stored.set_function(lambda: recorder.dead_letters_stored)
@@ -310,13 +313,19 @@ async def landing(request: web.Request) -> web.Response:
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
     """/metrics with the library's content negotiation, rendered off the event loop."""
-    registry = request.app[EXPORTER].registry
+    exporter = request.app[EXPORTER]
     accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
     encoder, content_type = choose_encoder(accept)
+    openmetrics = content_type.startswith("application/openmetrics-text")
     compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+    # Snapshot on the event loop: records are replaced there, never changed in place.
+    records, catalogue = dict(exporter.recorder.flows), exporter.catalogue
 
     def render() -> bytes:
-        output = encoder(registry)
+        output = render_metrics(
+            exporter.metrics, exporter.exposition, records, catalogue, encoder,
+            openmetrics=openmetrics,
+        )  # fmt: skip
         return gzip.compress(output, compresslevel=1) if compress else output
 
     body = await asyncio.to_thread(render)

@@ -154,6 +154,11 @@ SELF_FAMILIES: tuple[Family, ...] = (
     Family("aep_exporter_dead_letters_stored", "gauge", "Dead letters stored now."),
     Family("aep_exporter_dead_letters", "counter", "Dead letters ever stored."),
     Family(
+        "aep_exporter_dead_letters_evicted",
+        "counter",
+        "Dead letters removed to keep the store within its bounds.",
+    ),
+    Family(
         "aep_exporter_public_key_fetches",
         "counter",
         "Public key fetches by result.",

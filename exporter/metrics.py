@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
 )
+from prometheus_client.core import Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
-from exporter.catalogue import Catalogue
+from exporter.catalogue import Catalogue, CatalogueEntry
 from exporter.domain import ActivityStatus, AlertKind, DocumentKind, FlowKey, Outcome
 from exporter.families import FLOW_FAMILIES
 from exporter.recorder import Result
@@ -40,13 +43,13 @@ COUNTED_RESULTS = tuple(r.value for r in Result if r is not Result.VALIDATION)
 # Adobe gives up on a delivery after 10 s (reference §1.5): buckets resolve that edge.
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0)
 LAG_BUCKETS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800, 259200)
-_FAMILY = {f.name: f for f in FLOW_FAMILIES}
-# Counter/Gauge/HistogramMetricFamily by name: their add_metric signatures differ.
-_Families = dict[str, Any]
 
 
-class SelfMetrics:
-    """The exporter's own metrics, as ordinary prometheus_client objects on one registry."""
+class SelfMetrics(Collector):
+    """The exporter's own metrics, as ordinary prometheus_client objects on one registry.
+
+    Also a collector of just these (plus the process collectors), for the fast /metrics path.
+    """
 
     def __init__(self, registry: CollectorRegistry, *, verification_on: bool) -> None:
         self.notifications = Counter(
@@ -129,13 +132,24 @@ class SelfMetrics:
         self.store_ready = Gauge(
             "aep_exporter_store_ready", "1 when the state store accepts writes.", registry=registry
         )
-        build = Gauge(
+        self.build_info = Gauge(
             "aep_exporter_build_info",
             "Build information; always 1.",
             ("version", "verification"),
             registry=registry,
         )
-        build.labels(__version__, "on" if verification_on else "off").set(1)
+        self.build_info.labels(__version__, "on" if verification_on else "off").set(1)
+        own: list[Collector] = [m for m in vars(self).values() if isinstance(m, MetricWrapperBase)]
+        # Standard process and runtime metrics, as every Python exporter has them.
+        own.append(ProcessCollector(registry=registry))
+        own.append(PlatformCollector(registry=registry))
+        own.append(GCCollector(registry=registry))
+        self._own = own
+
+    def collect(self) -> Iterator[Metric]:
+        """Every self-metric (not the flow families), in registration order."""
+        for collector in self._own:
+            yield from collector.collect()
 
 
 def _flow_name(state: FlowState | None, catalogue_name: str, flow_id: str) -> str:
@@ -146,118 +160,136 @@ def _flow_name(state: FlowState | None, catalogue_name: str, flow_id: str) -> st
     return flow_id
 
 
+# (sample name, labels sorted by name, value): the exposition formats sort labels by name too.
+FlowSample = tuple[str, tuple[tuple[str, str], ...], float]
+_INDEX = {family.name: index for index, family in enumerate(FLOW_FAMILIES)}
+
+
+def bucket_labels(buckets: tuple[float, ...]) -> list[str]:
+    """The `le` label values of the duration histogram, +Inf last."""
+    return [str(floatToGoString(b)) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+
+
+def flow_samples(
+    key: FlowKey,
+    state: FlowState | None,
+    entry: CatalogueEntry | None,
+    les: list[str],
+) -> list[list[FlowSample]]:
+    """Every sample of one flow, one list per entry of FLOW_FAMILIES (empty when absent)."""
+    out: list[list[FlowSample]] = [[] for _ in FLOW_FAMILIES]
+    base = {"sandbox": key.sandbox, "flow_id": key.flow_id}
+
+    def add(family: str, suffix: str, value: float, **extra: str) -> None:
+        labels = tuple(sorted({**base, **extra}.items()))
+        out[_INDEX[family]].append((family + suffix, labels, float(value)))
+
+    def count(family: str, value: float, **extra: str) -> None:
+        add(family, "_total", value, **extra)
+
+    for outcome in Outcome:
+        count("aep_flow_runs", state.runs[outcome.value] if state else 0, status=outcome.value)
+    count("aep_flow_runs_with_errors", state.runs_with_errors if state else 0)
+    count("aep_flow_runs_started", state.runs_started if state else 0)
+    for name in COUNT_FIELDS:
+        count(f"aep_flow_{name}", state.totals[name] if state else 0)
+    if state is not None:
+        for code, value in state.error_codes.items():
+            count("aep_flow_run_errors", value, error_code=code)
+        for activity, counts in state.activities.items():
+            for status in ActivityStatus:
+                count(
+                    "aep_flow_activity_runs",
+                    counts[status.value],
+                    activity=activity,
+                    status=status.value,
+                )
+
+    if len(les) > 1:
+        histogram = "aep_flow_run_duration_seconds"
+        observed = state.duration_buckets if state is not None else [0] * len(les)
+        running = 0
+        for le, bucket in zip(les, observed, strict=True):
+            running += bucket
+            add(histogram, "_bucket", running, le=le)
+        add(histogram, "_count", running)
+        add(histogram, "_sum", state.duration_sum if state is not None else 0.0)
+
+    if state is not None:
+        _gauges(add, state)
+    add(
+        "aep_flow_info",
+        "",
+        1,
+        flow_name=_flow_name(state, entry.name if entry else "", key.flow_id),
+        owner=entry.owner if entry else "",
+        source=entry.source if entry else "",
+        flow_severity=entry.severity if entry else "",
+        ims_org=(state.ims_org or "") if state is not None else "",
+    )
+    if entry is not None and entry.expected_interval is not None:
+        add("aep_flow_expected_interval_seconds", "", entry.expected_interval)
+    return out
+
+
+def _gauges(add: Callable[..., None], state: FlowState) -> None:
+    for outcome in Outcome:
+        completed = state.last_completed.get(outcome.value)
+        if completed is not None:
+            add("aep_flow_last_run_timestamp_seconds", "", completed, status=outcome.value)
+    newest = state.newest
+    if newest is not None:
+        add("aep_flow_last_run_success", "", 1 if newest.success else 0)
+        if newest.duration is not None:
+            add("aep_flow_last_run_duration_seconds", "", newest.duration)
+        if newest.input_records is not None:
+            add("aep_flow_last_run_input_records", "", newest.input_records)
+        if newest.output_records is not None:
+            add("aep_flow_last_run_output_records", "", newest.output_records)
+    add("aep_flow_runs_in_progress", "", len(state.open_runs))
+    for kind in AlertKind:
+        alert = state.alerts.get(kind.value)
+        if alert is not None:
+            add("aep_flow_alert_active", "", alert[0], alert=kind.value)
+
+
+def flow_keys(flows: Mapping[FlowKey, FlowState], catalogue: Catalogue) -> list[FlowKey]:
+    """Every flow to expose: tracked ones and catalogued ones, in a stable order."""
+    return sorted(set(flows) | set(catalogue.entries))
+
+
 class FlowCollector(Collector):
-    """Renders the per-flow metrics from the state records (and the catalogue) at scrape time."""
+    """The per-flow families as prometheus_client metrics, built from the state records.
+
+    /metrics renders the same samples faster (exporter.exposition); this collector is the
+    straightforward rendering it is tested against, and what registry look-ups see.
+    """
 
     def __init__(
         self,
-        flows: Callable[[], dict[FlowKey, FlowState]],
+        flows: Callable[[], Mapping[FlowKey, FlowState]],
         catalogue: Callable[[], Catalogue],
         duration_buckets: tuple[float, ...],
     ) -> None:
         self._flows = flows
         self._catalogue = catalogue
-        self._buckets = duration_buckets
+        self._les = bucket_labels(duration_buckets)
 
     def describe(self) -> Iterator[Metric]:
         """Nothing: the collector is unchecked (its series change with the records)."""
         return iter(())
 
-    def _family(self, name: str) -> Any:
-        family = _FAMILY[name]
-        labels = ["sandbox", "flow_id", *family.labels]
-        if family.type == "counter":
-            return CounterMetricFamily(family.name, family.help, labels=labels)
-        if family.type == "histogram":
-            return HistogramMetricFamily(family.name, family.help, labels=labels)
-        return GaugeMetricFamily(family.name, family.help, labels=labels)
-
     def collect(self) -> Iterator[Metric]:
         """Yield every flow family, in the contract's order."""
         states = dict(self._flows())
         catalogue = self._catalogue()
-        keys = sorted(set(states) | set(catalogue.entries))
-        families: _Families = {f.name: self._family(f.name) for f in FLOW_FAMILIES}
-        bucket_labels = [_le(b) for b in self._buckets] + ["+Inf"]
-        for key in keys:
-            state = states.get(key)
-            entry = catalogue.get(key)
-            flow = [key.sandbox, key.flow_id]
-            _add_counters(families, flow, state)
-            if self._buckets:
-                buckets = state.duration_buckets if state is not None else []
-                counts = buckets if buckets else [0] * len(bucket_labels)
-                cumulative, running = [], 0
-                for label, count in zip(bucket_labels, counts, strict=True):
-                    running += count
-                    cumulative.append((label, float(running)))
-                total = state.duration_sum if state is not None else 0.0
-                families["aep_flow_run_duration_seconds"].add_metric(flow, cumulative, total)
-            if state is not None:
-                _add_gauges(families, flow, state)
-            families["aep_flow_info"].add_metric(
-                [
-                    *flow,
-                    _flow_name(state, entry.name if entry else "", flow[1]),
-                    entry.owner if entry else "",
-                    entry.source if entry else "",
-                    entry.severity if entry else "",
-                    (state.ims_org or "") if state is not None else "",
-                ],
-                1.0,
-            )
-            if entry is not None and entry.expected_interval is not None:
-                families["aep_flow_expected_interval_seconds"].add_metric(
-                    flow, entry.expected_interval
-                )
-        for family in FLOW_FAMILIES:
-            if family.type == "histogram" and not self._buckets:
+        metrics = [Metric(f.name, f.help, f.type) for f in FLOW_FAMILIES]
+        for key in flow_keys(states, catalogue):
+            per_family = flow_samples(key, states.get(key), catalogue.get(key), self._les)
+            for metric, samples in zip(metrics, per_family, strict=True):
+                for name, labels, value in samples:
+                    metric.add_sample(name, dict(labels), value)
+        for family, metric in zip(FLOW_FAMILIES, metrics, strict=True):
+            if family.type == "histogram" and len(self._les) == 1:
                 continue
-            yield families[family.name]
-
-
-def _le(bound: float) -> str:
-    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
-
-
-def _add_counters(families: _Families, flow: list[str], state: FlowState | None) -> None:
-    def add(name: str, value: float, *extra: str) -> None:
-        families[name].add_metric([*flow, *extra], float(value))
-
-    for outcome in Outcome:
-        add("aep_flow_runs", state.runs[outcome.value] if state else 0, outcome.value)
-    add("aep_flow_runs_with_errors", state.runs_with_errors if state else 0)
-    add("aep_flow_runs_started", state.runs_started if state else 0)
-    if state is not None:
-        for code, count in state.error_codes.items():
-            add("aep_flow_run_errors", count, code)
-    for name in COUNT_FIELDS:
-        add(f"aep_flow_{name}", state.totals[name] if state else 0)
-    if state is not None:
-        for activity, counts in state.activities.items():
-            for status in ActivityStatus:
-                add("aep_flow_activity_runs", counts[status.value], activity, status.value)
-
-
-def _add_gauges(families: _Families, flow: list[str], state: FlowState) -> None:
-    def add(name: str, value: float, *extra: str) -> None:
-        families[name].add_metric([*flow, *extra], float(value))
-
-    for outcome in Outcome:
-        completed = state.last_completed.get(outcome.value)
-        if completed is not None:
-            add("aep_flow_last_run_timestamp_seconds", completed, outcome.value)
-    newest = state.newest
-    if newest is not None:
-        add("aep_flow_last_run_success", 1 if newest.success else 0)
-        if newest.duration is not None:
-            add("aep_flow_last_run_duration_seconds", newest.duration)
-        if newest.input_records is not None:
-            add("aep_flow_last_run_input_records", newest.input_records)
-        if newest.output_records is not None:
-            add("aep_flow_last_run_output_records", newest.output_records)
-    add("aep_flow_runs_in_progress", len(state.open_runs))
-    for kind in AlertKind:
-        alert = state.alerts.get(kind.value)
-        if alert is not None:
-            add("aep_flow_alert_active", alert[0], kind.value)
+            yield metric

@@ -1,0 +1,125 @@
+"""The fast flow exposition equals prometheus_client's own rendering, byte for byte, both formats."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
+
+from exporter.app import Exporter
+from exporter.exposition import FlowExposition
+from exporter.metrics import FlowCollector
+from tests.conftest import FIXTURES, MakeClient
+from tests.payload_builders import body, legacy, run_object
+
+CATALOGUE = """flows:
+  - flow_id: flow-a
+    sandbox: prod
+    name: 'Quote " back\\slash'
+    owner: data
+    expected_interval: 90m
+  - flow_id: never-seen
+    sandbox: dev
+    severity: critical
+"""
+
+
+def library_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
+    """The same records through FlowCollector and the library's encoders."""
+    registry = CollectorRegistry()
+    registry.register(
+        FlowCollector(
+            lambda: exporter.recorder.flows,
+            lambda: exporter.catalogue,
+            exporter.settings.duration_buckets,
+        )
+    )
+    if openmetrics:
+        return openmetrics_latest(registry).decode().removesuffix("# EOF\n")
+    return generate_latest(registry).decode()
+
+
+def fast_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
+    """The flow section as /metrics renders it."""
+    return exporter.exposition.render(
+        exporter.recorder.flows, exporter.catalogue, openmetrics=openmetrics
+    )
+
+
+async def feed_every_fixture(client: object) -> None:
+    """Post every payload fixture (they cover every shape and quirk)."""
+    for path in sorted(FIXTURES.glob("*.json")):
+        response = await client.post("/webhook", data=path.read_bytes())  # type: ignore[attr-defined]
+        assert response.status == 200, path.name
+
+
+@pytest.mark.parametrize(
+    "buckets", ["10,30,60,120,300,600,900,1800,3600,7200,14400,28800,86400", ""]
+)
+async def test_fast_equals_library_in_both_formats(
+    make_client: MakeClient, tmp_path: Path, buckets: str
+) -> None:
+    """Every fixture, catalogue escaping and both formats: identical output."""
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text(CATALOGUE)
+    client, _, exporter = await make_client(catalogue_path=catalogue, duration_buckets=buckets)
+    await feed_every_fixture(client)
+    for openmetrics in (False, True):
+        fast = fast_rendering(exporter, openmetrics=openmetrics)
+        assert fast == library_rendering(exporter, openmetrics=openmetrics)
+    assert r'flow_name="Quote \" back\\slash"' in fast
+    assert ("aep_flow_run_duration_seconds_bucket" in fast) == bool(buckets)
+
+
+async def test_changed_flows_are_rendered_again(make_client: MakeClient, tmp_path: Path) -> None:
+    """A new delivery or a catalogue reload shows up in the next rendering."""
+    catalogue = tmp_path / "catalogue.yaml"
+    catalogue.write_text(CATALOGUE)
+    client, _, exporter = await make_client(catalogue_path=catalogue)
+    await client.post("/webhook", data=body(legacy("e1", run_object(run_id="r1"))))
+    first = fast_rendering(exporter, openmetrics=False)
+    await client.post("/webhook", data=body(legacy("e2", run_object(run_id="r2"))))
+    second = fast_rendering(exporter, openmetrics=False)
+    assert first != second
+    assert second == library_rendering(exporter, openmetrics=False)
+    catalogue.write_text(CATALOGUE.replace("Quote", "Renamed"))
+    exporter.reload_catalogue()
+    third = fast_rendering(exporter, openmetrics=True)
+    assert 'flow_name="Renamed' in third
+    assert third == library_rendering(exporter, openmetrics=True)
+
+
+async def test_metrics_endpoint_is_self_metrics_then_flows(make_client: MakeClient) -> None:
+    """/metrics holds the library's self-metrics section followed by the flow section."""
+    client, _, exporter = await make_client()
+    await feed_every_fixture(client)
+    text = await (await client.get("/metrics")).text()
+    flows = fast_rendering(exporter, openmetrics=False)
+    assert text.endswith(flows)
+    assert text.startswith("# HELP aep_exporter_notifications_total")
+    assert "process_cpu_seconds_total" in text
+    om = await (
+        await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
+    ).text()
+    assert om.endswith(fast_rendering(exporter, openmetrics=True) + "# EOF\n")
+    assert om.count("# EOF") == 1
+
+
+def test_unchanged_flows_reuse_their_text() -> None:
+    """Rendering twice without changes reuses the cached per-flow text objects."""
+    from exporter.catalogue import Catalogue
+    from exporter.domain import FlowKey
+    from exporter.state import FlowState
+
+    exposition = FlowExposition((10.0, 60.0))
+    key = FlowKey("prod", "flow-a")
+    flows = {key: FlowState.new(key, 1.0, 3)}
+    exposition.render(flows, Catalogue(), openmetrics=False)
+    cached = exposition._cache[key]
+    exposition.render(flows, Catalogue(), openmetrics=True)
+    assert exposition._cache[key] is cached
+    flows = {key: flows[key].copy()}
+    exposition.render(flows, Catalogue(), openmetrics=False)
+    assert exposition._cache[key] is not cached
