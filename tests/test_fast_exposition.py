@@ -1,4 +1,4 @@
-"""The fast flow exposition equals prometheus_client's own rendering, byte for byte, both formats."""
+"""The fast flow exposition equals prometheus_client's rendering, byte for byte, both formats."""
 
 from __future__ import annotations
 
@@ -9,8 +9,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from exporter.app import Exporter
+from exporter.catalogue import Catalogue
+from exporter.domain import FlowKey
 from exporter.exposition import FlowExposition
 from exporter.metrics import FlowCollector
+from exporter.state import FlowState
 from tests.conftest import FIXTURES, MakeClient
 from tests.payload_builders import body, legacy, run_object
 
@@ -37,7 +40,8 @@ def library_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
         )
     )
     if openmetrics:
-        return openmetrics_latest(registry).decode().removesuffix("# EOF\n")
+        rendered: bytes = openmetrics_latest(registry)  # type: ignore[no-untyped-call]
+        return rendered.decode().removesuffix("# EOF\n")
     return generate_latest(registry).decode()
 
 
@@ -109,10 +113,6 @@ async def test_metrics_endpoint_is_self_metrics_then_flows(make_client: MakeClie
 
 def test_unchanged_flows_reuse_their_text() -> None:
     """Rendering twice without changes reuses the cached per-flow text objects."""
-    from exporter.catalogue import Catalogue
-    from exporter.domain import FlowKey
-    from exporter.state import FlowState
-
     exposition = FlowExposition((10.0, 60.0))
     key = FlowKey("prod", "flow-a")
     flows = {key: FlowState.new(key, 1.0, 3)}
