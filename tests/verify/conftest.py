@@ -1,14 +1,15 @@
-"""Fixtures for delivery verification: real RSA key pairs and a loopback stand-in key host."""
+"""Fixtures for delivery verification: RSA key pairs, a loopback key host, the app behind them."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import pytest
 from aiohttp import web
@@ -16,9 +17,13 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from multidict import CIMultiDict
+from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 
+from exporter.app import Exporter
+from exporter.config import Settings
 from exporter.keys import PublicKeyStore
+from tests.conftest import AppClient, MakeClient
 
 KEY1_PATH = "/prod/keys/pub-key-one.pem"
 KEY2_PATH = "/prod/keys/pub-key-two.pem"
@@ -26,6 +31,8 @@ KEY2_PATH = "/prod/keys/pub-key-two.pem"
 GONE_PATH = "/prod/keys/pub-key-gone.pem"
 # Long enough never to end during a test; a slow answer is released at teardown.
 SLOW_ANSWER_BOUND = 5.0
+# Longest wait for the exporter to answer a stalled raw delivery (its read timeout is shorter).
+STALLED_ANSWER_BOUND = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,3 +228,99 @@ def pinned_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "pinned"
     directory.mkdir()
     return directory
+
+
+@pytest.fixture
+def make_verified_client(make_client: MakeClient, key_server: KeyServer) -> MakeClient:
+    """Start the real app with verification on, fetching keys from the loopback key host."""
+
+    async def make(
+        settings: Settings | None = None, **overrides: Any
+    ) -> tuple[AppClient, CollectorRegistry, Exporter]:
+        values: dict[str, Any] = {
+            "insecure_accept_unsigned": False,
+            "public_key_base_url": key_server.base_url,
+        }
+        values.update(overrides)
+        return await make_client(settings, **values)
+
+    return make
+
+
+class StalledDelivery:
+    """A raw HTTP/1.1 POST whose body arrives only as fast as the test sends it."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def send(self, data: bytes) -> None:
+        """Send more of the body."""
+        self.writer.write(data)
+        async with asyncio.timeout(STALLED_ANSWER_BOUND):
+            await self.writer.drain()
+
+    async def status(self, bound: float = STALLED_ANSWER_BOUND) -> int:
+        """The status code of the answer, waited for at most `bound` seconds."""
+        async with asyncio.timeout(bound):
+            status_line = await self.reader.readline()
+        return int(status_line.split()[1])
+
+    async def close(self) -> None:
+        """Hang up."""
+        self.writer.close()
+        with contextlib.suppress(ConnectionError):
+            await self.writer.wait_closed()
+
+
+class OpenStalled(Protocol):
+    """Opens a raw delivery to a test client's server."""
+
+    async def __call__(
+        self,
+        client: AppClient,
+        *,
+        content_length: int = 1000,
+        first_bytes: bytes = b'{"event":',
+        headers: Mapping[str, str] | None = None,
+    ) -> StalledDelivery:
+        """Send the request head and `first_bytes` of a body of `content_length` bytes."""
+
+
+@pytest.fixture
+async def open_stalled() -> AsyncIterator[OpenStalled]:
+    """Open raw deliveries that stall after their first bytes; they hang up at teardown."""
+    opened: list[StalledDelivery] = []
+
+    async def open_one(
+        client: AppClient,
+        *,
+        content_length: int = 1000,
+        first_bytes: bytes = b'{"event":',
+        headers: Mapping[str, str] | None = None,
+    ) -> StalledDelivery:
+        host, port = client.server.host, client.server.port
+        assert port is not None
+        async with asyncio.timeout(STALLED_ANSWER_BOUND):
+            reader, writer = await asyncio.open_connection(host, port)
+        delivery = StalledDelivery(reader, writer)
+        opened.append(delivery)
+        head = {
+            "Host": f"{host}:{port}",
+            "Content-Type": "application/json",
+            "Content-Length": str(content_length),
+            **(headers or {}),
+        }
+        lines = "".join(f"{name}: {value}\r\n" for name, value in head.items())
+        await delivery.send(f"POST /webhook HTTP/1.1\r\n{lines}\r\n".encode() + first_bytes)
+        return delivery
+
+    yield open_one
+    for delivery in opened:
+        await delivery.close()
+
+
+@pytest.fixture
+async def unsigned_client(make_client: MakeClient) -> tuple[AppClient, CollectorRegistry, Exporter]:
+    """The real app in insecure (unsigned) mode, one for all examples of a property test."""
+    return await make_client()
