@@ -37,7 +37,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.benchmarks
 
 demo: $(VENV)/.installed-run
-	$(BIN)/python -m exporter.demo
+	$(BIN)/python -m exporter.demo --samples tests/fixtures
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
