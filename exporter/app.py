@@ -166,6 +166,9 @@ async def _read_body(request: web.Request, settings: Settings) -> bytes:
                 chunks.append(chunk)
     except TimeoutError:
         raise _Reject(408, "read_timeout", "request body not received in time") from None
+    except web.RequestPayloadError as exc:
+        # A Content-Encoding that does not decode: the sender's error, never a 500.
+        raise _Reject(400, "invalid_json", f"request body not decodable: {exc}") from None
     return b"".join(chunks)
 
 

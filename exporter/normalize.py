@@ -70,6 +70,8 @@ _MS_THRESHOLD = 1e11
 # 9999-12-31T23:59:59Z: beyond it a time is garbage, and datetime could not show it anyway.
 _MAX_SECONDS = 253402300799
 _MAX_COUNT = 2**53
+# Clock skew we tolerate: a time further after receipt than this is invalid.
+FUTURE_SLACK = 86400.0
 
 # Field names that may label aep_exporter_anomalies_total; anything else is "other".
 ANOMALY_FIELDS = frozenset(
@@ -142,16 +144,17 @@ def normalize_body(
 
     Raises only PayloadError (body not UTF-8 JSON, or nested too deep); every document that
     cannot be understood becomes a DocumentKind.UNKNOWN document. `received_at` is part of the
-    caller's contract but not needed here: a run without a completion time carries
+    only the limit for times: one more than FUTURE_SLACK seconds after receipt is invalid (it
+    would pin the "last run" gauges for years). A run without a completion time carries
     `completed_at=None` and the store applies the receipt time.
     """
-    del received_at
+    latest = received_at + FUTURE_SLACK
     value = decode_body(body, max_depth=max_depth)
     parts = list(islice(_split(value), MAX_DOCUMENTS + 1))
     if len(parts) > MAX_DOCUMENTS:
         parts = [_Part(value, value, too_many=True)]
     header_id = _identifier(header_event_id, _ID_LIMIT) if len(parts) == 1 else None
-    return [_document(part, header_id) for part in parts]
+    return [_document(part, header_id, latest) for part in parts]
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,16 +207,16 @@ class _Classified:
     domain_key: str | None = None
 
 
-def _document(part: _Part, header_id: str | None) -> Document:
+def _document(part: _Part, header_id: str | None, latest: float) -> Document:
     """Classify one document and attach its identity: event ids, recipient, de-dup keys, raw."""
     raw = canonical_json(part.raw)
     obj = part.obj if isinstance(part.obj, dict) else {}
     if part.too_many:
         classified = _unknown(f"more than {MAX_DOCUMENTS} documents in one body")
     elif part.is_message:
-        classified = _classify_message(part.obj)
+        classified = _classify_message(part.obj, latest)
     else:
-        classified = _classify(part.obj)
+        classified = _classify(part.obj, latest)
     own_ids = _event_ids(obj)
     keys = [f"event:{event_id}" for event_id in own_ids]
     if header_id is not None:
@@ -238,7 +241,7 @@ def _unknown(reason: str) -> _Classified:
     return _Classified(DocumentKind.UNKNOWN, Unrecognized(reason), [])
 
 
-def _classify(obj: Any) -> _Classified:
+def _classify(obj: Any, latest: float) -> _Classified:
     """Classify a document that is not a message, by its shape (reference §4.6)."""
     if not isinstance(obj, dict):
         return _unknown("document is not an object")
@@ -256,14 +259,14 @@ def _classify(obj: Any) -> _Classified:
             return _unknown("CloudEvent without data object")
         ce_type = cloud_event.type if isinstance(cloud_event.type, str) else None
         code = _header_code(cloud_event.data) or _code(ce_type)
-        return _classify_payload(cloud_event.data, code)
+        return _classify_payload(cloud_event.data, code, latest)
     legacy = parse_shape(LegacyWrapper, obj) if "event" in obj else None
     if legacy is not None:
-        return _classify_payload(legacy.event, _header_code(legacy.event))
-    return _classify_payload(obj, _header_code(obj))
+        return _classify_payload(legacy.event, _header_code(legacy.event), latest)
+    return _classify_payload(obj, _header_code(obj), latest)
 
 
-def _classify_message(obj: Any) -> _Classified:
+def _classify_message(obj: Any, latest: float) -> _Classified:
     """Classify one message of the messages form: kind from its meta `type`, run = `value`."""
     message = parse_shape(Message, obj)
     if message is None:
@@ -272,18 +275,18 @@ def _classify_message(obj: Any) -> _Classified:
         return _unknown("message without value object")
     meta = parse_shape(EventNotificationMeta, message.notification_meta)
     code = (_code(meta.type) if meta else None) or _header_code(message.value)
-    return _classify_payload(message.value, code)
+    return _classify_payload(message.value, code, latest)
 
 
-def _classify_payload(payload: dict[str, Any], code: str | None) -> _Classified:
+def _classify_payload(payload: dict[str, Any], code: str | None, latest: float) -> _Classified:
     """Classify the inner document (run, start, alert, other service) of any envelope."""
     if code is not None and _is_other_service(code):
         return _Classified(DocumentKind.OTHER_SERVICE, OtherService(code), [])
     alert = parse_shape(AlertDocument, payload) if "status" in payload else None
     if alert is not None:
-        return _alert(alert)
+        return _alert(alert, latest)
     if "flowId" in payload or "metrics" in payload or (code or "").lower() in _SOURCE_CODES:
-        return _run(parse_shape(RunObject, payload) or RunObject(), code)
+        return _run(parse_shape(RunObject, payload) or RunObject(), code, latest)
     return _unknown("unknown document shape")
 
 
@@ -292,7 +295,7 @@ def _is_other_service(code: str) -> bool:
     return lowered.startswith(_OTHER_SERVICE_PREFIXES) or lowered in _OTHER_SERVICE_CODES
 
 
-def _run(run: RunObject, code: str | None) -> _Classified:
+def _run(run: RunObject, code: str | None, latest: float) -> _Classified:
     """Normalize a run object into a FlowRun or a FlowStart."""
     anomalies: list[str] = []
     flow = _flow_key(run.flow_id, run.sandbox_name, anomalies)
@@ -312,14 +315,14 @@ def _run(run: RunObject, code: str | None) -> _Classified:
     flow_name = _named_text(run.flow_name, "flowName", anomalies)
     ims_org = _named_text(run.ims_org_id, "imsOrgId", anomalies)
     durations = _section(metrics, "durationSummary", anomalies)
-    started_at = _time(durations.get("startedAtUTC"), "startedAtUTC", anomalies)
+    started_at = _time(durations.get("startedAtUTC"), "startedAtUTC", anomalies, latest)
     if state == _STARTED:
         start = FlowStart(flow, run_id, started_at, flow_name, ims_org)
         key = f"run:{run_id}:started" if run_id else None
         return _Classified(DocumentKind.START, start, anomalies, key)
 
     outcome = Outcome(state)
-    completed = _time(durations.get("completedAtUTC"), "completedAtUTC", anomalies)
+    completed = _time(durations.get("completedAtUTC"), "completedAtUTC", anomalies, latest)
     duration = None
     if started_at is not None and completed is not None:
         if completed >= started_at:
@@ -332,7 +335,7 @@ def _run(run: RunObject, code: str | None) -> _Classified:
             completed = None
     if completed is None:
         # Only run-level fields: activities' times are nonsense in the docs (reference §4.4).
-        completed = _time(run.updated_at, "updatedAt", anomalies)
+        completed = _time(run.updated_at, "updatedAt", anomalies, latest)
     sizes = _section(metrics, "sizeSummary", anomalies)
     records = _section(metrics, "recordSummary", anomalies)
     files = _section(metrics, "fileSummary", anomalies)
@@ -360,7 +363,7 @@ def _run(run: RunObject, code: str | None) -> _Classified:
     return _Classified(DocumentKind.RUN, flow_run, anomalies, key)
 
 
-def _alert(alert: AlertDocument) -> _Classified:
+def _alert(alert: AlertDocument, latest: float) -> _Classified:
     """Normalize an Adobe alert document (delay, error rate)."""
     anomalies: list[str] = []
     flow = _flow_key(alert.flow_id, alert.sandbox_name, anomalies)
@@ -377,9 +380,9 @@ def _alert(alert: AlertDocument) -> _Classified:
     firing = alert.status == "FIRING"
     # The document's own time orders alert states (PRODUCT.md "Alerts").
     if firing:
-        at = _time(alert.created_at, "createdAt", anomalies)
+        at = _time(alert.created_at, "createdAt", anomalies, latest)
     else:
-        at = _time(alert.resolved_at, "resolvedAt", anomalies)
+        at = _time(alert.resolved_at, "resolvedAt", anomalies, latest)
     event = FlowAlert(
         flow=flow,
         alert=kind,
@@ -507,15 +510,22 @@ class _Invalid(Exception):
     """A present value that is not valid: it is treated as unknown and counted as an anomaly."""
 
 
-def _time(value: Any, name: str, anomalies: list[str]) -> float | None:
-    """Epoch seconds of a time field; None if absent, 0, -1 or `{}`, or invalid (an anomaly)."""
+def _time(value: Any, name: str, anomalies: list[str], latest: float) -> float | None:
+    """Epoch seconds of a time field; None if absent, 0, -1 or `{}`, or invalid (an anomaly).
+
+    A time after `latest` (receipt plus FUTURE_SLACK) is invalid too.
+    """
     if value is None or (isinstance(value, dict) and not value):
         return None
     try:
-        return _seconds(value)
+        seconds = _seconds(value)
     except _Invalid:
         anomalies.append(name)
         return None
+    if seconds is not None and seconds > latest:
+        anomalies.append(name)
+        return None
+    return seconds
 
 
 def _seconds(value: Any) -> float | None:

@@ -1206,13 +1206,18 @@ def exporter_health() -> Dashboard:
     state = (
         timeseries(
             "Dead letters",
-            "Dead letters stored now, and newly stored per $__rate_interval window.",
+            "Dead letters stored now, newly stored, and evicted to stay within the dead-letter "
+            "bounds, per $__rate_interval window.",
             "short",
             Query(
                 f"max({selector('aep_exporter_dead_letters_stored', *INSTANCE)})",
                 legend="stored now",
             ),
             Query(f"sum({self_increase('aep_exporter_dead_letters_total')})", legend="new"),
+            Query(
+                f"sum({self_increase('aep_exporter_dead_letters_evicted_total')})",
+                legend="evicted",
+            ),
         ),
         timeseries(
             "Tracked flows and overflow",

@@ -119,7 +119,7 @@ async def test_out_of_order_runs_never_move_last_run_backwards(make_client: Make
     """A late notification counts but leaves the newest-run gauges alone."""
     client, registry, _ = await make_client()
     newer = run_object(
-        run_id="new", status="failed", started_ms=2_000_000_000_000, completed_ms=2_000_000_100_000
+        run_id="new", status="failed", started_ms=1_790_000_000_000, completed_ms=1_790_000_100_000
     )
     older = run_object(
         run_id="old",

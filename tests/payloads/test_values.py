@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from exporter.domain import ActivityResult, ActivityStatus, Document, FlowKey
-from exporter.normalize import ANOMALY_FIELDS
-from tests.payloads.samples import FLOW_ID, as_run, encode, only, run_doc
+from exporter.normalize import ANOMALY_FIELDS, FUTURE_SLACK
+from tests.payloads.samples import FLOW_ID, RECEIVED_AT, as_run, encode, only, run_doc
 
 
 def with_times(durations: dict[str, Any], **fields: Any) -> Document:
@@ -28,7 +28,7 @@ def with_count(value: Any) -> Document:
     [
         (1590512053, 1590512053.0),
         (1597434147190, 1597434147.19),
-        (99_999_999_999, 99_999_999_999.0),
+        (1_799_999_999, 1_799_999_999.0),
         (100_000_000_000, 100_000_000.0),
         (1590512053.5, 1590512053.5),
         ("1590512053", 1590512053.0),
@@ -260,3 +260,20 @@ def test_run_id_of_the_wrong_type_is_an_anomaly() -> None:
     document = only(encode(run_doc(id=17)))
     assert as_run(document).run_id is None
     assert document.anomalies == ("id",)
+
+
+@pytest.mark.parametrize(
+    ("offset", "valid"), [(3600, True), (FUTURE_SLACK, True), (FUTURE_SLACK + 1, False)]
+)
+def test_times_after_receipt_beyond_the_slack_are_invalid(offset: float, valid: bool) -> None:
+    """A time more than a day after receipt would pin the last-run gauges: an anomaly."""
+    document = with_times({"startedAtUTC": int(RECEIVED_AT + offset)})
+    assert (as_run(document).started_at is not None) is valid
+    assert document.anomalies == (() if valid else ("startedAtUTC",))
+
+
+def test_the_far_future_boundary_case_is_invalid() -> None:
+    """1e11 - 1 is seconds (year 5138): a time after receipt, so unknown."""
+    document = with_times({"startedAtUTC": 99_999_999_999})
+    assert as_run(document).started_at is None
+    assert document.anomalies == ("startedAtUTC",)
