@@ -76,18 +76,23 @@ class Exporter:
 EXPORTER = web.AppKey("exporter", Exporter)
 
 
-def build_exporter(
-    settings: Settings, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
-) -> Exporter:
-    """Wire the parts from settings; nothing is started or opened yet."""
-    metrics = SelfMetrics(registry, verification_on=settings.verification_on)
+def build_recorder(settings: Settings) -> Recorder:
+    """The write path over the configured state file, with the configured bounds."""
     limits = Limits(
         max_flows=settings.max_flows,
         duration_buckets=settings.duration_buckets,
         max_dead_letters=settings.max_dead_letters,
         max_dead_letter_bytes=settings.max_dead_letter_bytes,
     )
-    recorder = Recorder(SQLiteStore(settings.state_path), limits)
+    return Recorder(SQLiteStore(settings.state_path), limits)
+
+
+def build_exporter(
+    settings: Settings, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
+) -> Exporter:
+    """Wire the parts from settings; nothing is started or opened yet."""
+    metrics = SelfMetrics(registry, verification_on=settings.verification_on)
+    recorder = build_recorder(settings)
     keys: PublicKeyStore | None = None
     verifier: DeliveryVerifier | None = None
     if settings.verification_on:

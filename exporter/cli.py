@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from exporter import __version__
-from exporter.app import EXPORTER, Exporter, create_app, create_metrics_app
+from exporter.app import EXPORTER, Exporter, build_recorder, create_app, create_metrics_app
 from exporter.catalogue import Catalogue, CatalogueError, load_catalogue
 from exporter.config import ConfigError, Settings, load_settings, split_host_port
 from exporter.domain import Document, DocumentKind, ExporterError, Unrecognized
@@ -30,7 +30,6 @@ from exporter.logs import configure_logging
 from exporter.metrics import FlowCollector
 from exporter.normalize import normalize_body
 from exporter.payloads import PayloadError
-from exporter.recorder import Limits, Recorder
 from exporter.state import FlowState, apply_alert, apply_run, apply_start
 from exporter.store import SQLiteStore
 from exporter.webconfig import WebConfigError, load_web_config
@@ -334,13 +333,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 async def replay_dead_letters(settings: Settings, ids: Sequence[int] | None) -> int:
     """Run stored dead letters through today's parser; recorded ones leave the dead letters."""
-    limits = Limits(
-        max_flows=settings.max_flows,
-        duration_buckets=settings.duration_buckets,
-        max_dead_letters=settings.max_dead_letters,
-        max_dead_letter_bytes=settings.max_dead_letter_bytes,
-    )
-    recorder = Recorder(SQLiteStore(settings.state_path), limits)
+    recorder = build_recorder(settings)
     await recorder.open()
     still_dead = 0
     try:
