@@ -154,6 +154,26 @@ def test_every_alert_fires_and_stays_silent_in_unit_tests(alerts: list[Rule]) ->
     assert names - silent == set()
 
 
+def test_every_recording_rule_is_checked_by_value(rules: list[Rule]) -> None:
+    """Each recorded series is read by a promql_expr_test (thresholds by one regex selector)."""
+    exprs = [
+        case["expr"]
+        for test_file in load_rule_tests().values()
+        for group in test_file["tests"]
+        for case in group.get("promql_expr_test", [])
+    ]
+    read = set().union(*(metric_names(e) for e in exprs if "__name__=~" not in e))
+    all_thresholds = '{__name__=~"aep_flow:threshold:.+"}' in exprs
+    unchecked = {
+        rule.name
+        for rule in rules
+        if "record" in rule.body
+        and rule.name not in read
+        and not (all_thresholds and rule.name.startswith("aep_flow:threshold:"))
+    }
+    assert unchecked == set()
+
+
 def github_anchor(heading: str) -> str:
     """The anchor GitHub gives a Markdown heading."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
