@@ -1,0 +1,109 @@
+"""Latency under scrape: webhook latency at a steady load while /metrics is scraped every 5 s."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from tests.benchmarks import harness, wrk
+from tests.benchmarks.context import Context
+from tests.benchmarks.report import Section, Table, ms, number
+
+# Each connection waits this long before its next delivery: a steady load well below capacity,
+# so latency shows the scrapes' effect rather than queueing at saturation.
+PACE_MS = 100
+
+
+class Scraper:
+    """Scrape /metrics as Prometheus does, one scrape starting every `interval` seconds."""
+
+    def __init__(self, port: int, interval: float) -> None:
+        self._port = port
+        self._interval = interval
+        self._stop = threading.Event()
+        self.seconds: list[float] = []
+        self._thread = threading.Thread(target=self._loop, name="scraper", daemon=True)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            answer = harness.fetch(self._port, "/metrics", harness.PROMETHEUS_HEADERS)
+            if answer.status == 200:
+                self.seconds.append(answer.seconds)
+            # Like Prometheus: never two scrapes of one target at once.
+            self._stop.wait(max(0.0, started + self._interval - time.perf_counter()))
+
+    def __enter__(self) -> Scraper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=harness.HTTP_TIMEOUT)
+
+
+def _paced(ctx: Context, port: int, seconds: float) -> wrk.WrkResult:
+    sizes = ctx.sizes
+    # At most connections * 1000 / PACE_MS deliveries per second can be sent.
+    limit = int(seconds * sizes.connections * 1000 / PACE_MS) + sizes.connections
+    result = wrk.run(
+        port,
+        ctx.request_file(limit),
+        limit=limit,
+        connections=sizes.connections,
+        seconds=seconds,
+        pace_ms=PACE_MS,
+    )
+    if result.exhausted or result.failed or result.socket_errors:
+        raise RuntimeError(f"latency run not clean: {result}")
+    return result
+
+
+def run(ctx: Context) -> list[Section]:
+    """Two runs on fresh copies of the large store: without scrapes, then with them."""
+    sizes = ctx.sizes
+    flows = sizes.large_flows
+    population = ctx.population(flows)
+    seconds = sizes.latency_seconds
+    results: dict[str, wrk.WrkResult] = {}
+    scrape_seconds: list[float] = []
+    for label, scraping in (("no scrapes", False), ("scraped every 5 s", True)):
+        with harness.exporter_process(
+            ctx.scratch("exporter-latency"), ctx.key, state=population.path
+        ) as exporter:
+            if scraping:
+                with Scraper(exporter.port, sizes.scrape_interval) as scraper:
+                    results[label] = _paced(ctx, exporter.port, seconds)
+                scrape_seconds = scraper.seconds
+            else:
+                results[label] = _paced(ctx, exporter.port, seconds)
+        ctx.note(f"latency {label}: p99 {results[label].p99 * 1000:.1f} ms")
+    table = Table(
+        f"Webhook latency under scrape: {number(flows)} flows",
+        ["/metrics", "deliveries/s", "p50 ms", "p99 ms", "max ms", "scrapes (median time)"],
+    )
+    for label, result in results.items():
+        scrapes = (
+            f"{len(scrape_seconds)} ({ms(harness.median(scrape_seconds))} ms)"
+            if label != "no scrapes" and scrape_seconds
+            else "0"
+        )
+        table.rows.append(
+            [
+                label,
+                number(result.rate),
+                ms(result.p50),
+                ms(result.p99),
+                ms(result.max),
+                scrapes,
+            ]
+        )
+    table.notes += [
+        f"One run of {seconds:g} s each (slow), on fresh copies of a {number(flows)}-flow store: "
+        f"{sizes.connections} connections, each pausing {PACE_MS} ms before its next signed "
+        "delivery (a steady load below capacity); scrapes with Prometheus's headers, the next "
+        f"starting {sizes.scrape_interval:g} s after the previous one started, or right after it "
+        "ends if it took longer.",
+        "Latencies are wrk's, including its coordinated-omission correction.",
+    ]
+    return [table]
