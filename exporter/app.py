@@ -417,6 +417,8 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     exporter = app[EXPORTER]
     await exporter.recorder.open()
     exporter.mark_store(True)
+    for state in exporter.recorder.flows.values():
+        exporter.metrics.last_notification.set(state.last_received)
     log.info(
         "state loaded flows=%d dead_letters=%d path=%s",
         len(exporter.recorder.flows),

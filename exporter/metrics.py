@@ -10,7 +10,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
 )
-from prometheus_client.core import Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.platform_collector import PlatformCollector
@@ -43,6 +43,24 @@ COUNTED_RESULTS = tuple(r.value for r in Result if r is not Result.VALIDATION)
 # Adobe gives up on a delivery after 10 s (reference §1.5): buckets resolve that edge.
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0)
 LAG_BUCKETS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800, 259200)
+
+
+class LatestTimestamp(Collector):
+    """A gauge that only moves forward and is absent until it has a value."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation = name, documentation
+        self.value: float | None = None
+
+    def set(self, value: float) -> None:
+        """Remember `value` if it is newer than the current one."""
+        if self.value is None or value > self.value:
+            self.value = value
+
+    def collect(self) -> Iterator[Metric]:
+        """The gauge, once it has a value."""
+        if self.value is not None:
+            yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
 
 
 class SelfMetrics(Collector):
@@ -91,11 +109,12 @@ class SelfMetrics(Collector):
             "Deliveries that carried x-adobe-retry-count (Adobe retries).",
             registry=registry,
         )
-        self.last_notification = Gauge(
+        # Absent until a notification was recorded: never a 1970 timestamp.
+        self.last_notification = LatestTimestamp(
             "aep_exporter_last_notification_timestamp_seconds",
             "Time the last notification was recorded.",
-            registry=registry,
         )
+        registry.register(self.last_notification)
         self.notification_lag = Histogram(
             "aep_exporter_notification_lag_seconds",
             "Receipt time minus run completion time, clamped at 0.",
@@ -139,7 +158,9 @@ class SelfMetrics(Collector):
             registry=registry,
         )
         self.build_info.labels(__version__, "on" if verification_on else "off").set(1)
-        own: list[Collector] = [m for m in vars(self).values() if isinstance(m, MetricWrapperBase)]
+        own: list[Collector] = [
+            m for m in vars(self).values() if isinstance(m, MetricWrapperBase | LatestTimestamp)
+        ]
         # Standard process and runtime metrics, as every Python exporter has them.
         own.append(ProcessCollector(registry=registry))
         own.append(PlatformCollector(registry=registry))

@@ -287,3 +287,18 @@ async def test_store_failure_answers_503_and_recovers(
     response = await post(client, body(legacy("e1", run_object(run_id="r1"))))
     assert response.status == 200
     assert flow(registry, "aep_flow_runs_total", "flow-a", status="success") == 1
+
+
+async def test_last_notification_is_absent_until_one_is_recorded(
+    make_client: MakeClient, clock: Clock
+) -> None:
+    """The last-notification gauge never shows a 1970 timestamp; it survives a restart."""
+    client, registry, _ = await make_client()
+    name = "aep_exporter_last_notification_timestamp_seconds"
+    assert registry.get_sample_value(name) is None
+    assert name not in await (await client.get("/metrics")).text()
+    await post(client, body(legacy("e1", run_object(run_id="r1"))))
+    assert registry.get_sample_value(name) == clock.now
+    await client.close()
+    _, restarted, _ = await make_client()
+    assert restarted.get_sample_value(name) == clock.now

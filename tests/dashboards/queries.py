@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from grafana import build
-from tests.dashboards.promql import substitute_variables
+from tests.promql import substitute_variables
 
 __all__ = [
     "DASHBOARD_DIR",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.dashboards.promql import (
+from tests.promql import (
     grafana_variables,
     metric_names,
     range_windows,

@@ -10,7 +10,6 @@ import pytest
 
 from exporter.families import FLOW_FAMILIES, SELF_FAMILIES
 from grafana import build
-from tests.dashboards.promql import grafana_variables, metric_names, range_windows
 from tests.dashboards.queries import (
     NON_QUERY_PANELS,
     fed_queries,
@@ -20,6 +19,7 @@ from tests.dashboards.queries import (
     variable_promql,
     variable_queries,
 )
+from tests.promql import grafana_variables, metric_names, range_windows
 
 UIDS = {"aep-flow-overview", "aep-flow-detail", "aep-flow-exporter"}
 FILES = sorted(f"{uid}.json" for uid in UIDS)

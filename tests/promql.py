@@ -1,4 +1,4 @@
-"""A small PromQL scanner for dashboard checks: metric names, range windows, Grafana variables."""
+"""A small PromQL scanner for rule and dashboard checks: metric names, windows, variables."""
 
 from __future__ import annotations
 
