@@ -22,7 +22,7 @@ from tests.benchmarks import (
     profiles,
 )
 from tests.benchmarks.context import FULL, QUICK, Context
-from tests.benchmarks.report import Section, machine
+from tests.benchmarks.report import Section, machine, revision
 
 Benchmark = Callable[[Context], list[Section]]
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="fewer runs and smaller sizes (1 000 flows, 10 000 burst deliveries), ~2 minutes",
+        help="fewer runs, smaller sizes (1 000 flows, 10 000 burst deliveries): about a minute",
     )
     args = parser.parse_args(argv)
     known = {**BENCHMARKS, **EXTRA}
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     command = " ".join(["python -m tests.benchmarks", *args.names] + ["--quick"] * args.quick)
     print(f"Machine: {machine()}  ")
-    print(f"Run: `{command}`, {total / 60:.1f} min.\n")
+    print(f"Run: `{command}` at {revision()}, {total / 60:.1f} min.\n")
     print("\n\n".join(section.markdown() for section in sections))
     return 0
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from tests.benchmarks import equivalent, harness
 from tests.benchmarks.context import Context
+from tests.benchmarks.population import Population
 from tests.benchmarks.report import Section, Table, ms, number, size
 
 KINDS = {"Prometheus": harness.PROMETHEUS_HEADERS, "plain": harness.PLAIN_HEADERS}
@@ -73,6 +74,47 @@ def push(port: int, text: bytes) -> None:
         raise RuntimeError(f"pushgateway refused the push: {answer.status} {detail[:200]!r}")
 
 
+def exporter_scrapes(ctx: Context, population: Population) -> tuple[Timings, Timings, bytes]:
+    """First scrapes and later scrapes of fresh services on copies of the store, and the text."""
+    first: Timings = {}
+    served: Timings = {}
+    text = b""
+    for _ in range(ctx.sizes.runs):
+        with harness.exporter_process(
+            ctx.scratch(f"exporter-{population.flows}"), ctx.key, state=population.path
+        ) as exporter:
+            # The first scrape after start renders every flow; later ones reuse the text of
+            # flows that did not change.
+            scrape(exporter.port, "Prometheus", first)
+            for kind in KINDS:
+                text = scrape(exporter.port, kind, served)
+    return first, served, text
+
+
+def ordinary_renders(population: Population, runs: int) -> Timings:
+    """generate_latest over ordinary objects holding the same series."""
+    flow_records, buckets = equivalent.load_flows(population.path)
+    with equivalent.without_created():
+        registry = equivalent.ordinary_registry(flow_records, buckets)
+        return renders(
+            {
+                kind: equivalent.renderer(registry, prometheus=kind == "Prometheus")
+                for kind in KINDS
+            },
+            runs,
+        )
+
+
+def pushgateway_scrapes(port: int, text: bytes, runs: int) -> Timings:
+    """Push the exposition text, then scrape the pushgateway."""
+    push(port, text)
+    pushed: Timings = {}
+    for _ in range(runs):
+        for kind in KINDS:
+            scrape(port, kind, pushed)
+    return pushed
+
+
 def run(ctx: Context) -> list[Section]:
     """For each flow count: the exporter, an equivalent ordinary registry, the pushgateway."""
     sizes = ctx.sizes
@@ -90,37 +132,14 @@ def run(ctx: Context) -> list[Section]:
     )
     with harness.pushgateway_process(ctx.scratch("pushgateway")) as gateway:
         for flows in sizes.flow_counts:
-            # Only the ordinary objects are slow enough to need fewer runs.
-            runs = sizes.slow_runs if flows >= SLOW_FLOWS else sizes.runs
             population = ctx.population(flows)
-            first: Timings = {}
-            served: Timings = {}
-            for _ in range(sizes.runs):
-                with harness.exporter_process(
-                    ctx.scratch(f"exporter-{flows}"), ctx.key, state=population.path
-                ) as exporter:
-                    # The first scrape after start renders every flow; later ones reuse the
-                    # text of flows that did not change.
-                    scrape(exporter.port, "Prometheus", first)
-                    for kind in KINDS:
-                        text = scrape(exporter.port, kind, served)
+            first, served, text = exporter_scrapes(ctx, population)
+            # Only the ordinary objects are slow enough to need fewer runs.
+            rendered = ordinary_renders(
+                population, sizes.slow_runs if flows >= SLOW_FLOWS else sizes.runs
+            )
+            pushed = pushgateway_scrapes(gateway.port, text, sizes.runs)
             series = sum(1 for line in text.splitlines() if line and not line.startswith(b"#"))
-            flow_records, buckets = equivalent.load_flows(population.path)
-            with equivalent.without_created():
-                registry = equivalent.ordinary_registry(flow_records, buckets)
-                rendered = renders(
-                    {
-                        kind: equivalent.renderer(registry, prometheus=kind == "Prometheus")
-                        for kind in KINDS
-                    },
-                    runs,
-                )
-            del registry, flow_records
-            push(gateway.port, text)
-            pushed: Timings = {}
-            for _ in range(runs):
-                for kind in KINDS:
-                    scrape(gateway.port, kind, pushed)
             for kind in KINDS:
                 table.rows.append(
                     [

@@ -56,7 +56,9 @@ class Context:
     workdir: Path
     started: float = field(default_factory=time.perf_counter)
     _key: SigningKey | None = None
-    _requests: tuple[Path, int] | None = None
+    _signed: int = 0
+    # One notion of "now" for every delivery, however many times the file is extended.
+    _now_ms: int = field(default_factory=lambda: int(time.time() * 1000))
     _populations: dict[int, Population] = field(default_factory=dict)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
@@ -79,18 +81,17 @@ class Context:
         return self._key
 
     def request_file(self, count: int) -> Path:
-        """A file of at least `count` distinct signed deliveries (built once, at the largest)."""
-        needed = max(count, self.sizes.burst_deliveries)
-        if self._requests is None or self._requests[1] < count:
-            path = self.workdir / "requests.bin"
+        """The file of signed deliveries, extended to hold at least `count` distinct ones."""
+        path = self.workdir / "requests.bin"
+        if count > self._signed:
             started = time.perf_counter()
-            write_request_file(self.key, path, needed, int(time.time() * 1000))
+            write_request_file(self.key, path, self._signed, count, self._now_ms)
             self.note(
-                f"signed {needed} deliveries in {time.perf_counter() - started:.1f} s "
-                f"({path.stat().st_size / 2**20:.0f} MiB)"
+                f"signed deliveries {self._signed}..{count} in "
+                f"{time.perf_counter() - started:.1f} s ({path.stat().st_size / 2**20:.0f} MiB)"
             )
-            self._requests = (path, needed)
-        return self._requests[0]
+            self._signed = count
+        return path
 
     def population(self, flows: int) -> Population:
         """A state file holding `flows` flows, recorded once and copied by each service."""

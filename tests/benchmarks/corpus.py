@@ -184,13 +184,13 @@ def _sign_range(private_pem: bytes, start: int, stop: int, now_ms: int) -> bytes
     return bytes(out)
 
 
-def write_request_file(key: SigningKey, path: Path, count: int, now_ms: int) -> None:
-    """Write `count` distinct signed deliveries as `<length>\\n<raw request>` records."""
-    ranges = [(s, min(s + _SIGN_CHUNK, count)) for s in range(0, count, _SIGN_CHUNK)]
+def write_request_file(key: SigningKey, path: Path, start: int, stop: int, now_ms: int) -> None:
+    """Append deliveries `start`..`stop` as `<length>\\n<raw request>` records."""
+    ranges = [(s, min(s + _SIGN_CHUNK, stop)) for s in range(start, stop, _SIGN_CHUNK)]
     context = multiprocessing.get_context("spawn")
     with (
         ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context) as pool,
-        path.open("wb") as out,
+        path.open("ab") as out,
     ):
         futures = [pool.submit(_sign_range, key.private_pem, a, b, now_ms) for a, b in ranges]
         for future in futures:

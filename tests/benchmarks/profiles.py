@@ -112,7 +112,8 @@ def profile_ingest(ctx: Context) -> list[Text]:
     )
     note = (
         "`python -m cProfile -m exporter serve`, main thread only: the SQLite writer thread "
-        f"(group commits) is not in it. {run.result.rate:.0f} deliveries/s under the profiler."
+        f"(group commits) is not in it, and each resumption of a coroutine counts as a call. "
+        f"{run.result.rate:.0f} deliveries/s under the profiler."
     )
     return [
         Text(

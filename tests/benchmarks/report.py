@@ -58,25 +58,34 @@ def _cpu_model() -> str:
     return match.group(1).strip() if match else platform.processor() or "unknown CPU"
 
 
-def _version(argv: list[str]) -> str:
+def _version(argv: list[str], pattern: str) -> str:
     try:
         out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
     except OSError:
         return "not found"
-    text = (out.stdout or out.stderr).strip().splitlines()
-    return text[0] if text else "unknown"
+    match = re.search(pattern, out.stdout + out.stderr)
+    return match.group(1) if match else "unknown"
 
 
 def machine() -> str:
     """One paragraph: date, CPUs, CPU model, memory, Python, and the tools' versions."""
     pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    wrk = _version(["wrk", "--version"], r"wrk (\S+)")
+    pushgateway = _version(["prometheus-pushgateway", "--version"], r"version (\S+)")
     return (
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC · "
         f"nproc {os.cpu_count()} · {_cpu_model()} · {pages / 2**30:.0f} GiB RAM · "
         f"Python {platform.python_version()} · Linux {platform.release()} · "
-        f"{_version(['wrk', '--version'])} · "
-        f"{_version(['prometheus-pushgateway', '--version'])}"
+        f"wrk {wrk} · pushgateway {pushgateway}"
     )
+
+
+def revision() -> str:
+    """The commit measured, and whether the exporter's code differs from it."""
+    root = Path(__file__).resolve().parents[2]
+    commit = _version(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], r"(\S+)")
+    changed = _version(["git", "-C", str(root), "status", "--porcelain", "--", "exporter"], r"(.+)")
+    return commit if changed == "unknown" else f"{commit} with uncommitted changes in exporter/"
 
 
 def ms(seconds: float) -> str:
