@@ -6,13 +6,14 @@ import asyncio
 import hashlib
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from exporter.cli import main
 from exporter.recorder import Limits, Recorder
 from exporter.store import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, StoreUnavailable
-from tests.conftest import Clock, MakeClient
+from tests.conftest import FIXTURES, Clock, MakeClient
 from tests.payload_builders import body, legacy, run_object
 
 DAY = 86400.0
@@ -145,3 +146,23 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.close()
     with pytest.raises(StoreUnavailable, match="newer than this exporter"):
         SQLiteStore(path).open()
+
+
+async def test_backup_restores_to_identical_metrics(
+    make_client: MakeClient, make_settings: Any, clock: Clock, tmp_path: Path
+) -> None:
+    """A backup taken while the service runs serves the same flow series once restored."""
+    client, _, exporter = await make_client()
+    for name in sorted(FIXTURES.glob("*.json")):
+        assert (await client.post("/webhook", data=name.read_bytes())).status == 200
+    before = await client.get("/metrics")
+    flow_lines = [
+        line for line in (await before.text()).splitlines() if line.startswith("aep_flow_")
+    ]
+    backup = tmp_path / "backup.db"
+    await exporter.recorder.run_in_writer(lambda: exporter.recorder.store.backup(backup))
+    await client.close()
+    restored, _, _ = await make_client(make_settings(state_path=backup))
+    text = await (await restored.get("/metrics")).text()
+    assert [line for line in text.splitlines() if line.startswith("aep_flow_")] == flow_lines
+    assert len(flow_lines) > 100
