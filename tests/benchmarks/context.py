@@ -22,7 +22,7 @@ class Sizes:
     large_flows: int  # memory, start-up, latency under scrape
     ingest_deliveries: int  # per ingest run
     burst_deliveries: int
-    latency_seconds: float  # per latency-under-scrape run
+    latency_seconds: float  # per latency-under-scrape run (slow_runs of each kind)
     connections: int = 16
     burst_connections: int = 64
     scrape_interval: float = 5.0
@@ -35,7 +35,7 @@ FULL = Sizes(
     large_flows=10_000,
     ingest_deliveries=15_000,
     burst_deliveries=100_000,
-    latency_seconds=30.0,
+    latency_seconds=20.0,
 )
 QUICK = Sizes(
     runs=3,
