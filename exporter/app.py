@@ -320,23 +320,22 @@ async def landing(request: web.Request) -> web.Response:
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    """/metrics with the library's content negotiation, rendered off the event loop."""
+    """/metrics with the library's content negotiation; rendering yields to deliveries."""
     exporter = request.app[EXPORTER]
     accept = ",".join(request.headers.getall(hdrs.ACCEPT, []))
     encoder, content_type = choose_encoder(accept)
     openmetrics = content_type.startswith("application/openmetrics-text")
     compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
-    # Snapshot on the event loop: records are replaced there, never changed in place.
+    # A snapshot: rendering yields to deliveries, which replace records meanwhile.
     records, catalogue = dict(exporter.recorder.flows), exporter.catalogue
 
-    def render() -> bytes:
-        output = render_metrics(
-            exporter.metrics, exporter.exposition, records, catalogue, encoder,
-            openmetrics=openmetrics,
-        )  # fmt: skip
-        return gzip.compress(output, compresslevel=1) if compress else output
-
-    body = await asyncio.to_thread(render)
+    body = await render_metrics(
+        exporter.metrics, exporter.exposition, records, catalogue, encoder,
+        openmetrics=openmetrics,
+    )  # fmt: skip
+    if compress:
+        # zlib releases the GIL: compressing in a thread keeps deliveries flowing.
+        body = await asyncio.to_thread(gzip.compress, body, compresslevel=1)
     headers = {hdrs.CONTENT_TYPE: content_type}
     if compress:
         headers[hdrs.CONTENT_ENCODING] = "gzip"

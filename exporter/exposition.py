@@ -8,7 +8,8 @@ library's, byte for byte, in both formats (tests/test_fast_exposition.py compare
 
 from __future__ import annotations
 
-import threading
+import asyncio
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -21,7 +22,9 @@ from exporter.families import FLOW_FAMILIES
 from exporter.metrics import FlowSample, bucket_labels, flow_keys, flow_samples
 from exporter.state import FlowState
 
-OPENMETRICS_EOF = "# EOF\n"
+OPENMETRICS_EOF = b"# EOF\n"
+# Longest stretch the flow rendering keeps the event loop before letting deliveries run.
+SLICE_SECONDS = 0.004
 
 
 def _escape_value(value: str) -> str:
@@ -51,11 +54,15 @@ def _headers(openmetrics: bool) -> list[str]:
 class _Rendered:
     state: FlowState | None
     entry: CatalogueEntry | None
-    parts: list[str]  # one string per FLOW_FAMILIES entry
+    parts: list[bytes]  # one per FLOW_FAMILIES entry
 
 
 class FlowExposition:
-    """Renders the flow families, re-rendering only flows whose record or entry changed."""
+    """Renders the flow families, re-rendering only flows whose record or entry changed.
+
+    It runs on the event loop in slices of at most SLICE_SECONDS between yields: rendering in a
+    thread would hold the GIL for hundreds of milliseconds and stall deliveries just the same.
+    """
 
     def __init__(self, duration_buckets: tuple[float, ...]) -> None:
         self._les = bucket_labels(duration_buckets)
@@ -63,28 +70,45 @@ class FlowExposition:
         if duration_buckets:
             self._skip.clear()
         self._cache: dict[FlowKey, _Rendered] = {}
-        self._lock = threading.Lock()
-        self._headers = {False: _headers(False), True: _headers(True)}
+        self._keys: list[FlowKey] = []
+        self._key_set: set[FlowKey] = set()
+        self._headers = {
+            False: [h.encode() for h in _headers(False)],
+            True: [h.encode() for h in _headers(True)],
+        }
 
-    def render(
+    async def render(
         self, flows: Mapping[FlowKey, FlowState], catalogue: Catalogue, *, openmetrics: bool
-    ) -> str:
-        """The flow section in the text (0.0.4) or OpenMetrics format (without `# EOF`)."""
-        with self._lock:
-            keys = flow_keys(flows, catalogue)
-            rendered = [self._flow(key, flows.get(key), catalogue.get(key)) for key in keys]
-            if len(self._cache) > len(keys):
-                current = set(keys)
-                for key in [k for k in self._cache if k not in current]:
-                    del self._cache[key]
-        headers = self._headers[openmetrics]
-        out = []
-        for index, header in enumerate(headers):
+    ) -> list[bytes]:
+        """The flow section, text (0.0.4) or OpenMetrics (without `# EOF`), as pieces to join."""
+        keys = self._current_keys(flows, catalogue)
+        rendered = []
+        deadline = time.perf_counter() + SLICE_SECONDS
+        for key in keys:
+            rendered.append(self._flow(key, flows.get(key), catalogue.get(key)))
+            if time.perf_counter() > deadline:
+                await asyncio.sleep(0)
+                deadline = time.perf_counter() + SLICE_SECONDS
+        out: list[bytes] = []
+        for index, header in enumerate(self._headers[openmetrics]):
             if index in self._skip:
                 continue
             out.append(header)
             out.extend([flow.parts[index] for flow in rendered])
-        return "".join(out)
+            await asyncio.sleep(0)
+        return out
+
+    def _current_keys(
+        self, flows: Mapping[FlowKey, FlowState], catalogue: Catalogue
+    ) -> list[FlowKey]:
+        """Flow keys in exposition order; sorted again only when the set of flows changed."""
+        current = set(flows)
+        current.update(catalogue.entries)
+        if current != self._key_set:
+            self._key_set, self._keys = current, flow_keys(flows, catalogue)
+            for key in [k for k in self._cache if k not in current]:
+                del self._cache[key]
+        return self._keys
 
     def _flow(
         self, key: FlowKey, state: FlowState | None, entry: CatalogueEntry | None
@@ -93,12 +117,13 @@ class FlowExposition:
         if cached is not None and cached.state is state and cached.entry is entry:
             return cached
         samples = flow_samples(key, state, entry, self._les)
-        rendered = _Rendered(state, entry, ["".join(map(_line, family)) for family in samples])
+        parts = ["".join(map(_line, family)).encode() for family in samples]
+        rendered = _Rendered(state, entry, parts)
         self._cache[key] = rendered
         return rendered
 
 
-def render_metrics(
+async def render_metrics(
     self_metrics: Collector,
     flows: FlowExposition,
     records: Mapping[FlowKey, FlowState],
@@ -108,10 +133,8 @@ def render_metrics(
     openmetrics: bool,
 ) -> bytes:
     """The whole exposition: self-metrics by the library's encoder, then the flow section."""
-    head = encoder(self_metrics).decode()
+    head = encoder(self_metrics)
     if openmetrics:
         head = head.removesuffix(OPENMETRICS_EOF)
-    body = head + flows.render(records, catalogue, openmetrics=openmetrics)
-    if openmetrics:
-        body += OPENMETRICS_EOF
-    return body.encode()
+    pieces = await flows.render(records, catalogue, openmetrics=openmetrics)
+    return b"".join([head, *pieces, OPENMETRICS_EOF if openmetrics else b""])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,12 @@ def library_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
     return generate_latest(registry).decode()
 
 
-def fast_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
+async def fast_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
     """The flow section as /metrics renders it."""
-    return exporter.exposition.render(
+    pieces = await exporter.exposition.render(
         exporter.recorder.flows, exporter.catalogue, openmetrics=openmetrics
     )
+    return b"".join(pieces).decode()
 
 
 async def feed_every_fixture(client: object) -> None:
@@ -71,7 +73,7 @@ async def test_fast_equals_library_in_both_formats(
     client, _, exporter = await make_client(catalogue_path=catalogue, duration_buckets=buckets)
     await feed_every_fixture(client)
     for openmetrics in (False, True):
-        fast = fast_rendering(exporter, openmetrics=openmetrics)
+        fast = await fast_rendering(exporter, openmetrics=openmetrics)
         assert fast == library_rendering(exporter, openmetrics=openmetrics)
     assert r'flow_name="Quote \" back\\slash"' in fast
     assert ("aep_flow_run_duration_seconds_bucket" in fast) == bool(buckets)
@@ -83,14 +85,14 @@ async def test_changed_flows_are_rendered_again(make_client: MakeClient, tmp_pat
     catalogue.write_text(CATALOGUE)
     client, _, exporter = await make_client(catalogue_path=catalogue)
     await client.post("/webhook", data=body(legacy("e1", run_object(run_id="r1"))))
-    first = fast_rendering(exporter, openmetrics=False)
+    first = await fast_rendering(exporter, openmetrics=False)
     await client.post("/webhook", data=body(legacy("e2", run_object(run_id="r2"))))
-    second = fast_rendering(exporter, openmetrics=False)
+    second = await fast_rendering(exporter, openmetrics=False)
     assert first != second
     assert second == library_rendering(exporter, openmetrics=False)
     catalogue.write_text(CATALOGUE.replace("Quote", "Renamed"))
     exporter.reload_catalogue()
-    third = fast_rendering(exporter, openmetrics=True)
+    third = await fast_rendering(exporter, openmetrics=True)
     assert 'flow_name="Renamed' in third
     assert third == library_rendering(exporter, openmetrics=True)
 
@@ -100,26 +102,50 @@ async def test_metrics_endpoint_is_self_metrics_then_flows(make_client: MakeClie
     client, _, exporter = await make_client()
     await feed_every_fixture(client)
     text = await (await client.get("/metrics")).text()
-    flows = fast_rendering(exporter, openmetrics=False)
+    flows = await fast_rendering(exporter, openmetrics=False)
     assert text.endswith(flows)
     assert text.startswith("# HELP aep_exporter_notifications_total")
     assert "process_cpu_seconds_total" in text
     om = await (
         await client.get("/metrics", headers={"Accept": "application/openmetrics-text"})
     ).text()
-    assert om.endswith(fast_rendering(exporter, openmetrics=True) + "# EOF\n")
+    assert om.endswith(await fast_rendering(exporter, openmetrics=True) + "# EOF\n")
     assert om.count("# EOF") == 1
 
 
-def test_unchanged_flows_reuse_their_text() -> None:
+async def test_unchanged_flows_reuse_their_text() -> None:
     """Rendering twice without changes reuses the cached per-flow text objects."""
     exposition = FlowExposition((10.0, 60.0))
     key = FlowKey("prod", "flow-a")
     flows = {key: FlowState.new(key, 1.0, 3)}
-    exposition.render(flows, Catalogue(), openmetrics=False)
+    await exposition.render(flows, Catalogue(), openmetrics=False)
     cached = exposition._cache[key]
-    exposition.render(flows, Catalogue(), openmetrics=True)
+    await exposition.render(flows, Catalogue(), openmetrics=True)
     assert exposition._cache[key] is cached
     flows = {key: flows[key].copy()}
-    exposition.render(flows, Catalogue(), openmetrics=False)
+    await exposition.render(flows, Catalogue(), openmetrics=False)
     assert exposition._cache[key] is not cached
+
+
+async def test_rendering_yields_to_other_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A long rendering gives the event loop back between slices, so deliveries keep flowing."""
+    monkeypatch.setattr("exporter.exposition.SLICE_SECONDS", 0.0)
+    exposition = FlowExposition((10.0,))
+    flows = {FlowKey("prod", f"flow-{i}"): FlowState.new(FlowKey("prod", f"flow-{i}"), 1.0, 2)
+             for i in range(50)}  # fmt: skip
+    ticks = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    await exposition.render(flows, Catalogue(), openmetrics=False)
+    done = True
+    await task
+    assert ticks - before >= 50
