@@ -19,7 +19,7 @@ from prometheus_client.utils import floatToGoString
 from exporter.catalogue import Catalogue, CatalogueEntry
 from exporter.domain import FlowKey
 from exporter.families import FLOW_FAMILIES
-from exporter.metrics import FlowSample, bucket_labels, flow_keys, flow_samples
+from exporter.metrics import bucket_labels, emit_flow, flow_keys
 from exporter.state import FlowState
 
 OPENMETRICS_EOF = b"# EOF\n"
@@ -28,13 +28,39 @@ SLICE_SECONDS = 0.004
 
 
 def _escape_value(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    if "\\" in value or "\n" in value or '"' in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
 
 
-def _line(sample: FlowSample) -> str:
-    name, labels, value = sample
-    label_text = ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels)
-    return f"{name}{{{label_text}}} {floatToGoString(value)}\n"  # type: ignore[no-untyped-call]
+def _value(value: float) -> str:
+    # floatToGoString, without its function call for the common case (plain repr below 1e6).
+    if -1e6 < value < 1e6:
+        return repr(value)
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+class _LineSink:
+    """Formats a flow's samples as exposition lines, as prometheus_client would (labels sorted
+    by name, values escaped, floats in Go's notation), without building sample objects."""
+
+    def __init__(self, key: FlowKey, lines: list[list[str]]) -> None:
+        self._lines = lines
+        self._flow_id = f'flow_id="{_escape_value(key.flow_id)}"'
+        self._sandbox = f'sandbox="{_escape_value(key.sandbox)}"'
+        self._base = f"{self._flow_id},{self._sandbox}"
+
+    def __call__(
+        self, index: int, name: str, value: float, extra: tuple[tuple[str, str], ...]
+    ) -> None:
+        if not extra:
+            labels = self._base
+        else:
+            pairs = [("flow_id", self._flow_id), ("sandbox", self._sandbox)]
+            pairs += [(k, f'{k}="{_escape_value(v)}"') for k, v in extra]
+            pairs.sort()
+            labels = ",".join([text for _, text in pairs])
+        self._lines[index].append(f"{name}{{{labels}}} {_value(value)}\n")
 
 
 def _headers(openmetrics: bool) -> list[str]:
@@ -116,9 +142,9 @@ class FlowExposition:
         cached = self._cache.get(key)
         if cached is not None and cached.state is state and cached.entry is entry:
             return cached
-        samples = flow_samples(key, state, entry, self._les)
-        parts = ["".join(map(_line, family)).encode() for family in samples]
-        rendered = _Rendered(state, entry, parts)
+        lines: list[list[str]] = [[] for _ in FLOW_FAMILIES]
+        emit_flow(state, entry, key.flow_id, self._les, _LineSink(key, lines))
+        rendered = _Rendered(state, entry, ["".join(family).encode() for family in lines])
         self._cache[key] = rendered
         return rendered
 

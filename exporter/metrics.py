@@ -183,12 +183,73 @@ def _flow_name(state: FlowState | None, catalogue_name: str, flow_id: str) -> st
 
 # (sample name, labels sorted by name, value): the exposition formats sort labels by name too.
 FlowSample = tuple[str, tuple[tuple[str, str], ...], float]
+# Receives each sample of a flow: (family index, sample name, value, extra labels beyond
+# sandbox and flow_id). The collector and the fast exposition each bring their own.
+SampleSink = Callable[[int, str, float, tuple[tuple[str, str], ...]], None]
 _INDEX = {family.name: index for index, family in enumerate(FLOW_FAMILIES)}
 
 
 def bucket_labels(buckets: tuple[float, ...]) -> list[str]:
     """The `le` label values of the duration histogram, +Inf last."""
     return [str(floatToGoString(b)) for b in buckets] + ["+Inf"]  # type: ignore[no-untyped-call]
+
+
+def emit_flow(
+    state: FlowState | None,
+    entry: CatalogueEntry | None,
+    flow_id: str,
+    les: list[str],
+    add: SampleSink,
+) -> None:
+    """Every sample of one flow, in exposition order within each family, handed to `add`."""
+
+    def sample(family: str, suffix: str, value: float, *extra: tuple[str, str]) -> None:
+        add(_INDEX[family], family + suffix, float(value), extra)
+
+    for outcome in Outcome:
+        value = state.runs[outcome.value] if state else 0
+        sample("aep_flow_runs", "_total", value, ("status", outcome.value))
+    sample("aep_flow_runs_with_errors", "_total", state.runs_with_errors if state else 0)
+    sample("aep_flow_runs_started", "_total", state.runs_started if state else 0)
+    for name in COUNT_FIELDS:
+        sample(f"aep_flow_{name}", "_total", state.totals[name] if state else 0)
+    if state is not None:
+        for code, value in state.error_codes.items():
+            sample("aep_flow_run_errors", "_total", value, ("error_code", code))
+        for activity, counts in state.activities.items():
+            for status in ActivityStatus:
+                sample(
+                    "aep_flow_activity_runs",
+                    "_total",
+                    counts[status.value],
+                    ("activity", activity),
+                    ("status", status.value),
+                )
+
+    if len(les) > 1:
+        histogram = "aep_flow_run_duration_seconds"
+        observed = state.duration_buckets if state is not None else [0] * len(les)
+        running = 0
+        for le, bucket in zip(les, observed, strict=True):
+            running += bucket
+            sample(histogram, "_bucket", running, ("le", le))
+        sample(histogram, "_count", running)
+        sample(histogram, "_sum", state.duration_sum if state is not None else 0.0)
+
+    if state is not None:
+        _gauges(sample, state)
+    sample(
+        "aep_flow_info",
+        "",
+        1,
+        ("flow_name", _flow_name(state, entry.name if entry else "", flow_id)),
+        ("owner", entry.owner if entry else ""),
+        ("source", entry.source if entry else ""),
+        ("flow_severity", entry.severity if entry else ""),
+        ("ims_org", (state.ims_org or "") if state is not None else ""),
+    )
+    if entry is not None and entry.expected_interval is not None:
+        sample("aep_flow_expected_interval_seconds", "", entry.expected_interval)
 
 
 def flow_samples(
@@ -199,79 +260,34 @@ def flow_samples(
 ) -> list[list[FlowSample]]:
     """Every sample of one flow, one list per entry of FLOW_FAMILIES (empty when absent)."""
     out: list[list[FlowSample]] = [[] for _ in FLOW_FAMILIES]
-    base = {"sandbox": key.sandbox, "flow_id": key.flow_id}
+    base = (("sandbox", key.sandbox), ("flow_id", key.flow_id))
 
-    def add(family: str, suffix: str, value: float, **extra: str) -> None:
-        labels = tuple(sorted({**base, **extra}.items()))
-        out[_INDEX[family]].append((family + suffix, labels, float(value)))
+    def add(index: int, name: str, value: float, extra: tuple[tuple[str, str], ...]) -> None:
+        out[index].append((name, tuple(sorted(base + extra)), value))
 
-    def count(family: str, value: float, **extra: str) -> None:
-        add(family, "_total", value, **extra)
-
-    for outcome in Outcome:
-        count("aep_flow_runs", state.runs[outcome.value] if state else 0, status=outcome.value)
-    count("aep_flow_runs_with_errors", state.runs_with_errors if state else 0)
-    count("aep_flow_runs_started", state.runs_started if state else 0)
-    for name in COUNT_FIELDS:
-        count(f"aep_flow_{name}", state.totals[name] if state else 0)
-    if state is not None:
-        for code, value in state.error_codes.items():
-            count("aep_flow_run_errors", value, error_code=code)
-        for activity, counts in state.activities.items():
-            for status in ActivityStatus:
-                count(
-                    "aep_flow_activity_runs",
-                    counts[status.value],
-                    activity=activity,
-                    status=status.value,
-                )
-
-    if len(les) > 1:
-        histogram = "aep_flow_run_duration_seconds"
-        observed = state.duration_buckets if state is not None else [0] * len(les)
-        running = 0
-        for le, bucket in zip(les, observed, strict=True):
-            running += bucket
-            add(histogram, "_bucket", running, le=le)
-        add(histogram, "_count", running)
-        add(histogram, "_sum", state.duration_sum if state is not None else 0.0)
-
-    if state is not None:
-        _gauges(add, state)
-    add(
-        "aep_flow_info",
-        "",
-        1,
-        flow_name=_flow_name(state, entry.name if entry else "", key.flow_id),
-        owner=entry.owner if entry else "",
-        source=entry.source if entry else "",
-        flow_severity=entry.severity if entry else "",
-        ims_org=(state.ims_org or "") if state is not None else "",
-    )
-    if entry is not None and entry.expected_interval is not None:
-        add("aep_flow_expected_interval_seconds", "", entry.expected_interval)
+    emit_flow(state, entry, key.flow_id, les, add)
     return out
 
 
-def _gauges(add: Callable[..., None], state: FlowState) -> None:
+def _gauges(sample: Callable[..., None], state: FlowState) -> None:
     for outcome in Outcome:
         completed = state.last_completed.get(outcome.value)
         if completed is not None:
-            add("aep_flow_last_run_timestamp_seconds", "", completed, status=outcome.value)
+            sample("aep_flow_last_run_timestamp_seconds", "", completed, ("status", outcome.value))
     newest = state.newest
     if newest is not None:
-        add("aep_flow_last_run_success", "", 1 if newest.success else 0)
+        sample("aep_flow_last_run_success", "", 1 if newest.success else 0)
         if newest.duration is not None:
-            add("aep_flow_last_run_duration_seconds", "", newest.duration)
+            sample("aep_flow_last_run_duration_seconds", "", newest.duration)
         if newest.input_records is not None:
-            add("aep_flow_last_run_input_records", "", newest.input_records)
+            sample("aep_flow_last_run_input_records", "", newest.input_records)
         if newest.output_records is not None:
-            add("aep_flow_last_run_output_records", "", newest.output_records)
-    add("aep_flow_runs_in_progress", "", len(state.open_runs))
+            sample("aep_flow_last_run_output_records", "", newest.output_records)
+    sample("aep_flow_runs_in_progress", "", len(state.open_runs))
     for kind in AlertKind:
         alert = state.alerts.get(kind.value)
         if alert is not None:
-            add("aep_flow_alert_active", "", alert[0], alert=kind.value)
+            sample("aep_flow_alert_active", "", alert[0], ("alert", kind.value))
 
 
 def flow_keys(flows: Mapping[FlowKey, FlowState], catalogue: Catalogue) -> list[FlowKey]:
