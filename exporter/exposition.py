@@ -86,7 +86,7 @@ class _Rendered:
 class FlowExposition:
     """Renders the flow families, re-rendering only flows whose record or entry changed.
 
-    It runs on the event loop in slices of at most SLICE_SECONDS between yields: rendering in a
+    It runs on the event loop in slices of about SLICE_SECONDS between yields: rendering in a
     thread would hold the GIL for hundreds of milliseconds and stall deliveries just the same.
     """
 
