@@ -333,22 +333,20 @@ async def metrics_endpoint(request: web.Request) -> web.StreamResponse:
     compress = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
     # A snapshot: rendering yields to deliveries, which replace records meanwhile.
     records, catalogue = dict(exporter.recorder.flows), exporter.catalogue
-    chunks = await render_metrics(
+    chunks = render_metrics(
         exporter.metrics, exporter.exposition, records, catalogue, encoder,
         openmetrics=openmetrics,
     )  # fmt: skip
     response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: content_type})
-    if not compress:
-        response.content_length = sum(len(chunk) for chunk in chunks)
-        await response.prepare(request)
-        for chunk in chunks:
-            await response.write(chunk)
-    else:
+    gzipper = None
+    if compress:
         response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-        await response.prepare(request)
         gzipper = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
-        for chunk in chunks:
-            await response.write(await asyncio.to_thread(gzipper.compress, chunk))
+    await response.prepare(request)
+    async for chunk in chunks:
+        data = chunk if gzipper is None else await asyncio.to_thread(gzipper.compress, chunk)
+        await response.write(data)
+    if gzipper is not None:
         await response.write(gzipper.flush())
     await response.write_eof()
     return response

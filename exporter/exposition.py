@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
@@ -105,8 +105,12 @@ class FlowExposition:
 
     async def render(
         self, flows: Mapping[FlowKey, FlowState], catalogue: Catalogue, *, openmetrics: bool
-    ) -> list[bytes]:
-        """The flow section, text (0.0.4) or OpenMetrics (without `# EOF`), one chunk a family."""
+    ) -> AsyncIterator[bytes]:
+        """The flow section, text (0.0.4) or OpenMetrics (without `# EOF`), one chunk a family.
+
+        Chunks are made as they are asked for, so only one family's text (a few MiB at 10 000
+        flows) is held beside the cache at a time.
+        """
         keys = self._current_keys(flows, catalogue)
         rendered = []
         deadline = time.perf_counter() + SLICE_SECONDS
@@ -115,14 +119,9 @@ class FlowExposition:
             if time.perf_counter() > deadline:
                 await asyncio.sleep(0)
                 deadline = time.perf_counter() + SLICE_SECONDS
-        # One chunk per family (a few MiB at 10 000 flows): no single join blocks the loop long.
-        chunks: list[bytes] = []
         for index, header in enumerate(self._headers[openmetrics]):
-            if index in self._skip:
-                continue
-            chunks.append(b"".join([header, *[flow.parts[index] for flow in rendered]]))
-            await asyncio.sleep(0)
-        return chunks
+            if index not in self._skip:
+                yield b"".join([header, *[flow.parts[index] for flow in rendered]])
 
     def _current_keys(
         self, flows: Mapping[FlowKey, FlowState], catalogue: Catalogue
@@ -157,11 +156,12 @@ async def render_metrics(
     encoder: Callable[[Collector], bytes],
     *,
     openmetrics: bool,
-) -> list[bytes]:
+) -> AsyncIterator[bytes]:
     """The whole exposition as chunks to send in order: self-metrics by the library's encoder,
     then the flow section (and `# EOF` for OpenMetrics)."""
     head = encoder(self_metrics)
+    yield head.removesuffix(OPENMETRICS_EOF) if openmetrics else head
+    async for chunk in flows.render(records, catalogue, openmetrics=openmetrics):
+        yield chunk
     if openmetrics:
-        head = head.removesuffix(OPENMETRICS_EOF)
-    chunks = await flows.render(records, catalogue, openmetrics=openmetrics)
-    return [head, *chunks, OPENMETRICS_EOF] if openmetrics else [head, *chunks]
+        yield OPENMETRICS_EOF

@@ -48,10 +48,18 @@ def library_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
 
 async def fast_rendering(exporter: Exporter, *, openmetrics: bool) -> str:
     """The flow section as /metrics renders it."""
-    pieces = await exporter.exposition.render(
+    chunks = exporter.exposition.render(
         exporter.recorder.flows, exporter.catalogue, openmetrics=openmetrics
     )
-    return b"".join(pieces).decode()
+    return b"".join([chunk async for chunk in chunks]).decode()
+
+
+async def drain(
+    exposition: FlowExposition, flows: dict[FlowKey, FlowState], *, openmetrics: bool = False
+) -> bytes:
+    """Render everything, as /metrics does."""
+    chunks = exposition.render(flows, Catalogue(), openmetrics=openmetrics)
+    return b"".join([chunk async for chunk in chunks])
 
 
 async def feed_every_fixture(client: object) -> None:
@@ -118,12 +126,12 @@ async def test_unchanged_flows_reuse_their_text() -> None:
     exposition = FlowExposition((10.0, 60.0))
     key = FlowKey("prod", "flow-a")
     flows = {key: FlowState.new(key, 1.0, 3)}
-    await exposition.render(flows, Catalogue(), openmetrics=False)
+    await drain(exposition, flows)
     cached = exposition._cache[key]
-    await exposition.render(flows, Catalogue(), openmetrics=True)
+    await drain(exposition, flows, openmetrics=True)
     assert exposition._cache[key] is cached
     flows = {key: flows[key].copy()}
-    await exposition.render(flows, Catalogue(), openmetrics=False)
+    await drain(exposition, flows)
     assert exposition._cache[key] is not cached
 
 
@@ -145,7 +153,7 @@ async def test_rendering_yields_to_other_tasks(monkeypatch: pytest.MonkeyPatch) 
     task = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     before = ticks
-    await exposition.render(flows, Catalogue(), openmetrics=False)
+    await drain(exposition, flows)
     done = True
     await task
     assert ticks - before >= 50
