@@ -113,6 +113,7 @@ def build_exporter(
     metrics.tracked_flows.set_function(lambda: len(recorder.flows))
     metrics.dead_letters_stored.set_function(lambda: recorder.dead_letters_stored)
     recorder.on_batch.append(lambda outcome: _count_batch(exporter, outcome))
+    recorder.on_batch.append(lambda outcome: exposition.note_changed(outcome.changed))
     registry.register(
         FlowCollector(lambda: recorder.flows, lambda: exporter.catalogue, settings.duration_buckets)
     )
@@ -440,6 +441,10 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     tasks = [
         asyncio.create_task(_maintain(exporter), name="maintenance"),
         asyncio.create_task(_watch_store(exporter), name="store-watch"),
+        asyncio.create_task(
+            exporter.exposition.warm(lambda: exporter.recorder.flows, lambda: exporter.catalogue),
+            name="exposition-warm",
+        ),
     ]
     yield
     for task in tasks:

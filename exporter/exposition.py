@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
@@ -25,6 +25,8 @@ from exporter.state import FlowState
 OPENMETRICS_EOF = b"# EOF\n"
 # Longest stretch the flow rendering keeps the event loop before letting deliveries run.
 SLICE_SECONDS = 0.004
+# How often changed flows are rendered ahead of the next scrape.
+WARM_INTERVAL_SECONDS = 1.0
 
 
 def _escape_value(value: str) -> str:
@@ -96,6 +98,7 @@ class FlowExposition:
         if duration_buckets:
             self._skip.clear()
         self._cache: dict[FlowKey, _Rendered] = {}
+        self._changed: set[FlowKey] = set()
         self._keys: list[FlowKey] = []
         self._key_set: set[FlowKey] = set()
         self._headers = {
@@ -122,6 +125,35 @@ class FlowExposition:
         for index, header in enumerate(self._headers[openmetrics]):
             if index not in self._skip:
                 yield b"".join([header, *[flow.parts[index] for flow in rendered]])
+
+    def note_changed(self, keys: Iterable[FlowKey]) -> None:
+        """Flows whose records were replaced: `warm` renders them before the next scrape."""
+        self._changed.update(keys)
+
+    async def warm(
+        self,
+        flows: Callable[[], Mapping[FlowKey, FlowState]],
+        catalogue: Callable[[], Catalogue],
+        interval: float = WARM_INTERVAL_SECONDS,
+    ) -> None:
+        """Forever: every `interval`, render the flows changed since, a slice at a time.
+
+        A scrape then finds almost every flow rendered, instead of rendering all the flows the
+        last few seconds of deliveries changed in one burst; a flow changed many times within an
+        interval is rendered once.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            changed, self._changed = self._changed, set()
+            records, entries = flows(), catalogue()
+            deadline = time.perf_counter() + SLICE_SECONDS
+            for key in changed:
+                state = records.get(key)
+                if state is not None:
+                    self._flow(key, state, entries.get(key))
+                if time.perf_counter() > deadline:
+                    await asyncio.sleep(0)
+                    deadline = time.perf_counter() + SLICE_SECONDS
 
     def _current_keys(
         self, flows: Mapping[FlowKey, FlowState], catalogue: Catalogue

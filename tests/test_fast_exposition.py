@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,23 @@ async def test_rendering_yields_to_other_tasks(monkeypatch: pytest.MonkeyPatch) 
     done = True
     await task
     assert ticks - before >= 50
+
+
+async def test_changed_flows_are_rendered_ahead_of_the_scrape() -> None:
+    """Flows noted as changed are rendered by the warmer; the next scrape reuses that text."""
+    exposition = FlowExposition((10.0,))
+    key = FlowKey("prod", "flow-a")
+    flows = {key: FlowState.new(key, 1.0, 2)}
+    exposition.note_changed([key])
+    warmer = asyncio.create_task(exposition.warm(lambda: flows, Catalogue, interval=0))
+    for _ in range(10):
+        await asyncio.sleep(0)
+        if key in exposition._cache:
+            break
+    warmer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await warmer
+    warmed = exposition._cache[key]
+    assert warmed.state is flows[key]
+    await drain(exposition, flows)
+    assert exposition._cache[key] is warmed
