@@ -29,6 +29,8 @@ SLICE_SECONDS = 0.004
 WARM_INTERVAL_SECONDS = 1.0
 # Background work takes shorter turns than a scrape, which someone is waiting for.
 WARM_SLICE_SECONDS = 0.001
+# At most this much of each interval goes to warming, so heavy ingest keeps its CPU.
+WARM_BUDGET_SECONDS = 0.02
 
 
 def _escape_value(value: str) -> str:
@@ -138,18 +140,24 @@ class FlowExposition:
         catalogue: Callable[[], Catalogue],
         interval: float = WARM_INTERVAL_SECONDS,
     ) -> None:
-        """Forever: every `interval`, render the flows changed since, a slice at a time.
+        """Forever: every `interval`, render the flows changed since, within a CPU budget.
 
-        A scrape then finds almost every flow rendered, instead of rendering all the flows the
+        Work comes in WARM_SLICE_SECONDS turns, at most WARM_BUDGET_SECONDS per interval (flows
+        left over wait for the next interval, or the scrape renders them). A scrape then finds almost every flow rendered, instead of rendering all the flows the
         last few seconds of deliveries changed in one burst; a flow changed many times within an
         interval is rendered once.
         """
         while True:
             await asyncio.sleep(interval)
-            changed, self._changed = self._changed, set()
+            changed, self._changed = list(self._changed), set()
             records, entries = flows(), catalogue()
-            deadline = time.perf_counter() + WARM_SLICE_SECONDS
-            for key in changed:
+            started = time.perf_counter()
+            deadline = started + WARM_SLICE_SECONDS
+            for index, key in enumerate(changed):
+                if time.perf_counter() - started > WARM_BUDGET_SECONDS:
+                    # Under heavy ingest the scrape renders the rest, as it would anyway.
+                    self._changed.update(changed[index:])
+                    break
                 state = records.get(key)
                 if state is not None:
                     self._flow(key, state, entries.get(key))
