@@ -30,7 +30,7 @@ WARM_INTERVAL_SECONDS = 1.0
 # Background work takes shorter turns than a scrape, which someone is waiting for.
 WARM_SLICE_SECONDS = 0.001
 # At most this much of each interval goes to warming, so heavy ingest keeps its CPU.
-WARM_BUDGET_SECONDS = 0.02
+WARM_BUDGET_SECONDS = 0.01
 
 
 def _escape_value(value: str) -> str:
@@ -143,9 +143,9 @@ class FlowExposition:
         """Forever: every `interval`, render the flows changed since, within a CPU budget.
 
         Work comes in WARM_SLICE_SECONDS turns, at most WARM_BUDGET_SECONDS per interval (flows
-        left over wait for the next interval, or the scrape renders them). A scrape then finds almost every flow rendered, instead of rendering all the flows the
-        last few seconds of deliveries changed in one burst; a flow changed many times within an
-        interval is rendered once.
+        left over wait for the next interval, or the scrape renders them). A scrape then finds
+        almost every flow rendered instead of rendering, in one burst, all the flows the last
+        seconds of deliveries changed; a flow changed many times in an interval renders once.
         """
         while True:
             await asyncio.sleep(interval)
