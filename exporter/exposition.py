@@ -30,7 +30,7 @@ WARM_INTERVAL_SECONDS = 1.0
 # Background work takes shorter turns than a scrape, which someone is waiting for.
 WARM_SLICE_SECONDS = 0.001
 # At most this much of each interval goes to warming, so heavy ingest keeps its CPU.
-WARM_BUDGET_SECONDS = 0.01
+WARM_BUDGET_SECONDS = 0.015
 
 
 def _escape_value(value: str) -> str:
