@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
-import gzip
 import io
 import pstats
 import re
 import shutil
 import time
+import zlib
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
@@ -60,16 +60,21 @@ def profile_scrape(ctx: Context) -> list[Text]:
     records, catalogue = dict(exporter.recorder.flows), exporter.catalogue
 
     def render() -> bytes:
-        # The body of metrics_endpoint's render() for Prometheus's Accept and Accept-Encoding.
-        output = render_metrics(
-            exporter.metrics,
-            exporter.exposition,
-            records,
-            catalogue,
-            encoder,
-            openmetrics=content_type.startswith("application/openmetrics-text"),
-        )
-        return gzip.compress(output, compresslevel=1)
+        # What metrics_endpoint sends for Prometheus's Accept and Accept-Encoding.
+        async def chunks() -> list[bytes]:
+            rendered = render_metrics(
+                exporter.metrics,
+                exporter.exposition,
+                records,
+                catalogue,
+                encoder,
+                openmetrics=content_type.startswith("application/openmetrics-text"),
+            )
+            return [chunk async for chunk in rendered]
+
+        gzipper = zlib.compressobj(1, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+        parts = [gzipper.compress(chunk) for chunk in asyncio.run(chunks())]
+        return b"".join([*parts, gzipper.flush()])
 
     texts = []
     try:
