@@ -43,6 +43,7 @@ _DURATIONS = {
     "key_cache_ttl",
     "key_fetch_timeout",
     "read_timeout",
+    "idle_timeout",
     "shutdown_grace",
 }
 
@@ -115,8 +116,13 @@ async def _serve(settings: Settings) -> None:
 
     runners: list[web.AppRunner] = []
     host, port = split_host_port(settings.listen_address)
+    # keepalive_timeout starts when a connection opens: it also ends slow-header connections.
     main_runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_grace
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=settings.shutdown_grace,
+        keepalive_timeout=settings.idle_timeout,
     )
     await main_runner.setup()
     runners.append(main_runner)
@@ -125,7 +131,12 @@ async def _serve(settings: Settings) -> None:
     log.info("listening address=%s webhook=%s", settings.listen_address, settings.webhook_path)
     if split:
         metrics_app = create_metrics_app(app, web_config=web_config)
-        metrics_runner = web.AppRunner(metrics_app, handle_signals=False, access_log=None)
+        metrics_runner = web.AppRunner(
+            metrics_app,
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=settings.idle_timeout,
+        )
         await metrics_runner.setup()
         runners.append(metrics_runner)
         m_host, m_port = split_host_port(settings.metrics_listen_address)

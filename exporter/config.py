@@ -94,6 +94,9 @@ class Settings(BaseSettings):
     key_cache_ttl: Duration = Field(24 * 3600.0, description="public-key cache lifetime")
     key_fetch_timeout: Duration = Field(3.0, gt=0, description="budget to fetch one key")
     read_timeout: Duration = Field(10.0, gt=0, description="time to read one request body")
+    idle_timeout: Duration = Field(
+        30.0, gt=0, description="close connections without a complete request for this long"
+    )
     shutdown_grace: Duration = Field(15.0, description="time to finish in-flight deliveries")
     max_dead_letters: int = Field(10_000, ge=1, description="dead letters kept")
     max_dead_letter_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="their bytes")

@@ -122,3 +122,25 @@ def test_bad_web_config_stops_start_with_exit_2(tmp_path: Path) -> None:
         assert service.process is not None
         assert service.process.wait(timeout=20) == 2
     assert "web config" in service.log_path.read_text()
+
+
+async def test_slow_headers_are_cut_off_by_the_idle_timeout(tmp_path: Path) -> None:
+    """A client that never finishes its request headers is disconnected after the idle timeout."""
+    service = Service(tmp_path / "state.db", "--insecure-accept-unsigned", "--idle-timeout", "1s")
+    with service:
+        service.start()
+        await service.wait_ready()
+        reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
+        writer.write(b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        await writer.drain()
+        started = time.monotonic()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # the server closed the connection
+        assert time.monotonic() - started < 5
+        writer.close()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(service.url + "/readyz") as response,
+        ):
+            assert response.status == 200
+        assert service.terminate() == 0
