@@ -45,7 +45,6 @@ class Exporter:
     """Everything a running exporter holds; built once, shared by its listeners."""
 
     settings: Settings
-    registry: CollectorRegistry
     metrics: SelfMetrics
     recorder: Recorder
     verifier: DeliveryVerifier | None
@@ -62,6 +61,13 @@ class Exporter:
         """Re-read the catalogue file; on error keep the current one and raise CatalogueError."""
         self.catalogue = load_catalogue(self.settings.catalogue_path)
         log.info("catalogue loaded flows=%d", len(self.catalogue))
+
+    def warn_unsigned(self) -> None:
+        """Warn that an unsigned delivery was accepted, at most once a minute."""
+        now = time.monotonic()
+        if now - self._last_unsigned_warning >= UNSIGNED_WARNING_INTERVAL:
+            self._last_unsigned_warning = now
+            log.warning("accepted an unsigned delivery: verification is off (insecure mode)")
 
     def mark_store(self, ready: bool, reason: str = "") -> None:
         """Track store readiness; one log line per incident, not per request."""
@@ -108,7 +114,7 @@ def build_exporter(
             keys=keys, client_secret=settings.client_secret.get_secret_value()
         )
     exposition = FlowExposition(settings.duration_buckets)
-    exporter = Exporter(settings, registry, metrics, recorder, verifier, keys, clock, exposition)
+    exporter = Exporter(settings, metrics, recorder, verifier, keys, clock, exposition)
     exporter.reload_catalogue()
     metrics.tracked_flows.set_function(lambda: len(recorder.flows))
     metrics.dead_letters_stored.set_function(lambda: recorder.dead_letters_stored)
@@ -202,7 +208,7 @@ async def _receive(request: web.Request, exporter: Exporter) -> web.Response:
             status = 503 if exc.reason == "key_unavailable" else 401
             raise _Reject(status, exc.reason, "delivery not verified") from None
     else:
-        _warn_unsigned(exporter)
+        exporter.warn_unsigned()
 
     received_at = exporter.clock()
     header_event_id = request.headers.get("x-adobe-event-id") or None
@@ -253,13 +259,6 @@ async def _receive(request: web.Request, exporter: Exporter) -> web.Response:
     for result in results:
         summary[result.value] = summary.get(result.value, 0) + 1
     return web.json_response({"status": "ok", "documents": summary})
-
-
-def _warn_unsigned(exporter: Exporter) -> None:
-    now = time.monotonic()
-    if now - exporter._last_unsigned_warning >= UNSIGNED_WARNING_INTERVAL:
-        exporter._last_unsigned_warning = now
-        log.warning("accepted an unsigned delivery: verification is off (insecure mode)")
 
 
 async def webhook(request: web.Request) -> web.Response:

@@ -98,8 +98,6 @@ class Recorder:
         self.flows: dict[FlowKey, FlowState] = {}
         # The writer thread's own map, ahead of `flows` by the batches not yet published.
         self._written: dict[FlowKey, FlowState] = {}
-        # Bumped whenever a flow record is replaced, so views can cache per flow.
-        self.generation = 0
         self.dead_letters_stored = 0
         self.on_batch: list[Callable[[BatchOutcome], None]] = []
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
@@ -120,7 +118,6 @@ class Recorder:
 
         self.flows, self.dead_letters_stored = await self.run_in_writer(load)
         self._written = dict(self.flows)
-        self.generation += 1
 
     async def close(self) -> None:
         """Finish pending work, then close the store and its thread."""
@@ -161,7 +158,6 @@ class Recorder:
     def _publish(self, outcome: BatchOutcome) -> None:
         if outcome.changed:
             self.flows.update(outcome.changed)
-            self.generation += 1
         self.dead_letters_stored += outcome.dead_letters_added - outcome.dead_letters_evicted
         for callback in self.on_batch:
             callback(outcome)
@@ -290,8 +286,6 @@ class Recorder:
         for key in expired:
             self.flows.pop(key, None)
         self.flows.update(changed)
-        if expired or changed:
-            self.generation += 1
         if expired:
             log.info("expired flows count=%d ttl_seconds=%g", len(expired), flow_ttl)
         return len(expired), keys_removed
