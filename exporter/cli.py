@@ -21,18 +21,18 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from exporter import __version__
-from exporter.app import EXPORTER, Exporter, build_recorder, create_app, create_metrics_app
 from exporter.catalogue import Catalogue, CatalogueError, load_catalogue
 from exporter.config import ConfigError, Settings, load_settings, split_host_port
 from exporter.domain import Document, DocumentKind, ExporterError, Unrecognized
 from exporter.durations import DurationError, format_duration, parse_duration
+from exporter.http.app import EXPORTER, Exporter, build_recorder, create_app, create_metrics_app
+from exporter.http.webconfig import WebConfigError, load_web_config
 from exporter.logs import configure_logging
-from exporter.metrics import FlowCollector
-from exporter.normalize import normalize_body
-from exporter.payloads import PayloadError
-from exporter.state import FlowState, apply_alert, apply_run, apply_start
-from exporter.store import SQLiteStore
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.metrics.flows import FlowCollector
+from exporter.normalize.documents import normalize_body
+from exporter.payloads.shapes import PayloadError
+from exporter.records import FlowState, apply_alert, apply_run, apply_start
+from exporter.stores.sqlite import SQLiteStore
 
 log = logging.getLogger(__name__)
 

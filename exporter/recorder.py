@@ -26,14 +26,14 @@ from exporter.domain import (
     Outcome,
     Unrecognized,
 )
-from exporter.state import (
+from exporter.records import (
     FlowState,
     apply_alert,
     apply_run,
     apply_start,
     drop_stale_open_runs,
 )
-from exporter.store import SQLiteStore, StoreUnavailable
+from exporter.stores.sqlite import SQLiteStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.normalize import normalize_body
+from exporter.normalize.documents import normalize_body
 from exporter.recorder import Limits, Recorder
-from exporter.store import SQLiteStore
+from exporter.stores.sqlite import SQLiteStore
 from tests.conftest import FAILURE_FLOW, FIXTURES, SUCCESS_FLOW
 from tests.payload_builders import body
 

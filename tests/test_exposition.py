@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.app import create_app
 from exporter.config import Settings
-from exporter.families import FLOW_FAMILIES
+from exporter.http.app import create_app
+from exporter.metrics.families import FLOW_FAMILIES
 from tests.conftest import AppClient, Clock, MakeClient, fixture_bytes
 from tests.payload_builders import alert, body, legacy, run_object
 

@@ -10,12 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
-from exporter.app import Exporter
 from exporter.catalogue import Catalogue
 from exporter.domain import FlowKey
-from exporter.exposition import FlowExposition
-from exporter.metrics import FlowCollector
-from exporter.state import FlowState
+from exporter.http.app import Exporter
+from exporter.metrics.flows import FlowCollector
+from exporter.metrics.rendering import FlowExposition
+from exporter.records import FlowState
 from tests.conftest import FIXTURES, MakeClient
 from tests.payload_builders import body, legacy, run_object
 
@@ -138,7 +138,7 @@ async def test_unchanged_flows_reuse_their_text() -> None:
 
 async def test_rendering_yields_to_other_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
     """A long rendering gives the event loop back between slices, so deliveries keep flowing."""
-    monkeypatch.setattr("exporter.exposition.SLICE_SECONDS", 0.0)
+    monkeypatch.setattr("exporter.metrics.rendering.SLICE_SECONDS", 0.0)
     exposition = FlowExposition((10.0,))
     flows = {FlowKey("prod", f"flow-{i}"): FlowState.new(FlowKey("prod", f"flow-{i}"), 1.0, 2)
              for i in range(50)}  # fmt: skip

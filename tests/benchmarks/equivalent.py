@@ -22,9 +22,9 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from exporter.catalogue import Catalogue
 from exporter.config import load_settings
 from exporter.domain import FlowKey
-from exporter.metrics import FlowCollector, SelfMetrics
-from exporter.state import FlowState
-from exporter.store import SQLiteStore
+from exporter.metrics.flows import FlowCollector, SelfMetrics
+from exporter.records import FlowState
+from exporter.stores.sqlite import SQLiteStore
 
 
 def load_flows(state: Path) -> tuple[dict[FlowKey, FlowState], tuple[float, ...]]:

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.config import load_settings
-from exporter.normalize import normalize_body
+from exporter.normalize.documents import normalize_body
 from exporter.recorder import Limits, Recorder, Result
-from exporter.store import SQLiteStore
+from exporter.stores.sqlite import SQLiteStore
 from tests.benchmarks.corpus import flow_documents
 
 # Flows per recorded body (at most 1000 documents per body) and transaction.

@@ -15,9 +15,9 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter.app import build_exporter
 from exporter.config import load_settings
-from exporter.exposition import render_metrics
+from exporter.http.app import build_exporter
+from exporter.metrics.rendering import render_metrics
 from tests.benchmarks import harness
 from tests.benchmarks.bench_ingest import send
 from tests.benchmarks.context import Context

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.families import exposed_sample_names
+from exporter.metrics.families import exposed_sample_names
 from tests.dashboards.queries import load_dashboards
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from exporter.families import FLOW_FAMILIES, SELF_FAMILIES
+from exporter.metrics.families import FLOW_FAMILIES, SELF_FAMILIES
 from grafana import build
 from tests.dashboards.queries import (
     NON_QUERY_PANELS,

@@ -12,7 +12,7 @@ import pytest
 
 from exporter.cli import main
 from exporter.recorder import Limits, Recorder
-from exporter.store import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, StoreUnavailable
+from exporter.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, StoreUnavailable
 from tests.conftest import FIXTURES, Clock, MakeClient
 from tests.payload_builders import body, legacy, run_object
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from exporter.families import exposed_sample_names
+from exporter.metrics.families import exposed_sample_names
 from tests.rules.conftest import REPO, Rule, load_rule_tests
 from tests.rules.promql_names import metric_names, range_windows, template_queries
 

@@ -20,9 +20,9 @@ from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 
-from exporter.app import Exporter
 from exporter.config import Settings
-from exporter.keys import PublicKeyStore
+from exporter.http.app import Exporter
+from exporter.verify.keys import PublicKeyStore
 from tests.conftest import AppClient, MakeClient
 
 KEY1_PATH = "/prod/keys/pub-key-one.pem"

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter.app import Exporter
+from exporter.http.app import Exporter
 from tests.conftest import AppClient, MakeClient, fixture_bytes
 from tests.verify.conftest import OpenStalled
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from exporter.domain import ExporterError
-from exporter.keys import (
+from exporter.verify.keys import (
     MAX_KEY_BYTES,
     MAX_KEY_PATH_LENGTH,
     NEGATIVE_CACHE_SECONDS,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.domain import Document, DocumentKind, FlowKey, FlowStart
-from exporter.verify import VerificationFailure, check_recipients
+from exporter.verify.signatures import VerificationFailure, check_recipients
 
 OURS = frozenset({"our-client-id", "our-second-client-id"})
 

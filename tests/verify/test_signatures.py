@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from exporter.verify import DeliveryVerifier, VerificationFailure
+from exporter.verify.signatures import DeliveryVerifier, VerificationFailure
 from tests.verify.conftest import (
     GONE_PATH,
     KEY1_PATH,

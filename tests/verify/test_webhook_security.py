@@ -250,7 +250,7 @@ async def test_an_unavailable_key_answers_503_until_the_key_host_recovers(
 ) -> None:
     """No key: 503 + Retry-After, readiness kept; Adobe's retry after recovery is recorded once."""
     # The store remembers a failed fetch for 2 s; the retry below comes sooner than that.
-    monkeypatch.setattr("exporter.keys.NEGATIVE_CACHE_SECONDS", 0.0)
+    monkeypatch.setattr("exporter.verify.keys.NEGATIVE_CACHE_SECONDS", 0.0)
     client, registry, _ = await make_verified_client(key_fetch_timeout=0.3)
     headers = signed_by_both(signing_keys, SEED, x_adobe_event_id="aec55616")
     await _break(key_server, mode)

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from multidict import CIMultiDict
 
-from exporter.webconfig import PasswordCheck, WebConfig, load_web_config
+from exporter.http.webconfig import PasswordCheck, WebConfig, load_web_config
 
 # Low cost keeps each check around a millisecond; the middleware treats every cost alike.
 BCRYPT_ROUNDS = 4

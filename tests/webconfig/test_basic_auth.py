@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.webconfig import WebConfig, _basic_credentials, load_web_config
+from exporter.http.webconfig import WebConfig, _basic_credentials, load_web_config
 from tests.webconfig.conftest import (
     PASSWORDS,
     PKI,

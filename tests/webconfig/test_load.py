@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.domain import ExporterError
-from exporter.webconfig import WebConfigError, load_web_config
+from exporter.http.webconfig import WebConfigError, load_web_config
 from tests.webconfig.conftest import PKI
 
 TLS = """\
@@ -322,7 +322,7 @@ def test_ignored_settings_are_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """curve_preferences is accepted and logged as ignored; auth without TLS is warned about."""
-    caplog.set_level(logging.WARNING, logger="exporter.webconfig")
+    caplog.set_level(logging.WARNING, logger="exporter.http.webconfig")
     load_web_config(write_config(TLS + "  curve_preferences: [X25519, CurveP256]\n"))
     load_web_config(write_config(f"basic_auth_users:\n  bob: '{password_hashes['bob']}'\n"))
     messages = [record.getMessage() for record in caplog.records]

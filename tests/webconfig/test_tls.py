@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from exporter.webconfig import load_web_config
+from exporter.http.webconfig import load_web_config
 from tests.webconfig.conftest import PKI, Serve, client_context, fetch, refused
 
 TLS = """\

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.domain import ExporterError, FlowKey
-from exporter.state import FlowState
+from exporter.records import FlowState
 
 log = logging.getLogger(__name__)
 

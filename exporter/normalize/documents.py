@@ -27,7 +27,7 @@ from exporter.domain import (
     Unrecognized,
     ValidationMessage,
 )
-from exporter.payloads import (
+from exporter.payloads.shapes import (
     AlertDocument,
     CloudEvent,
     Envelope,

@@ -21,9 +21,9 @@ from prometheus_client.utils import floatToGoString
 from exporter import __version__
 from exporter.catalogue import Catalogue, CatalogueEntry
 from exporter.domain import ActivityStatus, AlertKind, DocumentKind, FlowKey, Outcome
-from exporter.families import FLOW_FAMILIES
+from exporter.metrics.families import FLOW_FAMILIES
 from exporter.recorder import Result
-from exporter.state import COUNT_FIELDS, FlowState
+from exporter.records import COUNT_FIELDS, FlowState
 
 REJECT_REASONS = (
     "bad_signature",
@@ -298,7 +298,7 @@ def flow_keys(flows: Mapping[FlowKey, FlowState], catalogue: Catalogue) -> list[
 class FlowCollector(Collector):
     """The per-flow families as prometheus_client metrics, built from the state records.
 
-    /metrics renders the same samples faster (exporter.exposition); this collector is the
+    /metrics renders the same samples faster (exporter.metrics.rendering); this collector is the
     straightforward rendering it is tested against, and what registry look-ups see.
     """
 

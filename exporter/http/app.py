@@ -22,16 +22,16 @@ from exporter import __version__
 from exporter.catalogue import Catalogue, CatalogueError, load_catalogue
 from exporter.config import Settings
 from exporter.domain import Document, DocumentKind, FlowRun, Unrecognized
-from exporter.exposition import FlowExposition, render_metrics
-from exporter.keys import PublicKeyStore
-from exporter.metrics import FlowCollector, SelfMetrics
-from exporter.normalize import normalize_body
-from exporter.payloads import PayloadError
+from exporter.http.webconfig import WebConfig
+from exporter.metrics.flows import FlowCollector, SelfMetrics
+from exporter.metrics.rendering import FlowExposition, render_metrics
+from exporter.normalize.documents import normalize_body
+from exporter.payloads.shapes import PayloadError
 from exporter.recorder import BatchOutcome, Limits, Recorder, Result
-from exporter.state import lag_seconds
-from exporter.store import SQLiteStore, StoreUnavailable
-from exporter.verify import DeliveryVerifier, VerificationFailure, check_recipients
-from exporter.webconfig import WebConfig
+from exporter.records import lag_seconds
+from exporter.stores.sqlite import SQLiteStore, StoreUnavailable
+from exporter.verify.keys import PublicKeyStore
+from exporter.verify.signatures import DeliveryVerifier, VerificationFailure, check_recipients
 
 log = logging.getLogger(__name__)
 

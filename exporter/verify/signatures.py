@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from exporter.domain import Document, ExporterError
-from exporter.keys import KeyPathRejected, KeyUnavailable, PublicKeyStore
+from exporter.verify.keys import KeyPathRejected, KeyUnavailable, PublicKeyStore
 
 logger = logging.getLogger(__name__)
 

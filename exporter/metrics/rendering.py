@@ -18,9 +18,9 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.catalogue import Catalogue, CatalogueEntry
 from exporter.domain import FlowKey
-from exporter.families import FLOW_FAMILIES
-from exporter.metrics import bucket_labels, emit_flow, flow_keys
-from exporter.state import FlowState
+from exporter.metrics.families import FLOW_FAMILIES
+from exporter.metrics.flows import bucket_labels, emit_flow, flow_keys
+from exporter.records import FlowState
 
 OPENMETRICS_EOF = b"# EOF\n"
 # Longest stretch the flow rendering keeps the event loop before letting deliveries run.
