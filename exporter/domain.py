@@ -5,6 +5,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+# The label value that stands for what is invalid or over a cap (error codes, activities, flows).
+OTHER = "other"
+
 
 class ExporterError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -141,13 +144,24 @@ class Unrecognized:
 
 
 Event = FlowRun | FlowStart | FlowAlert | OtherService | ValidationMessage | Unrecognized
+# The events that change a flow's record.
+FlowEvent = FlowRun | FlowStart | FlowAlert
+
+
+_KINDS: dict[type, DocumentKind] = {
+    FlowRun: DocumentKind.RUN,
+    FlowStart: DocumentKind.START,
+    FlowAlert: DocumentKind.ALERT,
+    OtherService: DocumentKind.OTHER_SERVICE,
+    ValidationMessage: DocumentKind.VALIDATION,
+    Unrecognized: DocumentKind.UNKNOWN,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Document:
-    """One normalized notification document of a delivery."""
+    """One normalized notification document of a delivery; its kind is its event's type."""
 
-    kind: DocumentKind
     event: Event
     # De-duplication keys (PRODUCT.md "De-duplication keys"); a duplicate if any was seen.
     dedup_keys: tuple[str, ...]
@@ -159,3 +173,8 @@ class Document:
     event_id: str | None = None
     # The document's JSON text, for dead letters and check-payload.
     raw: bytes = field(default=b"", repr=False)
+
+    @property
+    def kind(self) -> DocumentKind:
+        """The `kind` label: derived from the event's type, the one discriminator."""
+        return _KINDS[type(self.event)]

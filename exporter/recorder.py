@@ -1,44 +1,36 @@
 """Records normalized documents exactly once: de-duplication, flow-record changes, dead letters.
 
-Concurrent deliveries share one SQLite transaction (group commit) on a single writer thread; a
-delivery's future resolves only after that transaction is on disk. The live flow records are
-replaced, never changed in place, so /metrics can read them at any time from the event loop.
+Concurrent deliveries share one store transaction (group commit) on a single writer thread; a
+delivery's future resolves only after that transaction committed. The published flow records
+are replaced, never changed in place, so /metrics reads them at any time from the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from exporter import identity
 from exporter.domain import (
+    OTHER,
     Document,
-    DocumentKind,
-    FlowAlert,
     FlowKey,
-    FlowRun,
     FlowStart,
-    Outcome,
+    OtherService,
     Unrecognized,
+    ValidationMessage,
 )
-from exporter.records import (
-    FlowState,
-    apply_alert,
-    apply_run,
-    apply_start,
-    drop_stale_open_runs,
-)
-from exporter.stores.sqlite import SQLiteStore, StoreUnavailable
+from exporter.records import FlowState, apply_event, drop_stale_open_runs
+from exporter.stores.protocol import DeadLetterBounds, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-OVERFLOW_FLOW_ID = "other"
 MAX_BATCH = 512
 
 
@@ -58,8 +50,17 @@ class Limits:
 
     max_flows: int = 10_000
     duration_buckets: tuple[float, ...] = ()
-    max_dead_letters: int = 10_000
-    max_dead_letter_bytes: int = 256 * 1024 * 1024
+    dead_letters: DeadLetterBounds = field(
+        default_factory=lambda: DeadLetterBounds(10_000, 256 * 1024 * 1024)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """A pull source's position, committed in the same transaction as the documents before it."""
+
+    source: str
+    value: str
 
 
 @dataclass(slots=True)
@@ -68,6 +69,7 @@ class BatchOutcome:
 
     results: list[list[Result]] = field(default_factory=list)
     changed: dict[FlowKey, FlowState] = field(default_factory=dict)
+    created: int = 0  # flows in `changed` that had no record before
     overflowed: int = 0
     dead_letters_added: int = 0
     dead_letters_evicted: int = 0
@@ -77,29 +79,29 @@ class BatchOutcome:
 class _Pending:
     documents: Sequence[Document]
     received_at: float
+    cursor: Cursor | None
     future: asyncio.Future[list[Result]]
 
 
-def dead_letter_hash(document: Document) -> str:
-    """The hash a dead letter is known by (its own sha256: key, else the hash of its raw JSON)."""
-    for key in document.dedup_keys:
-        if key.startswith("sha256:"):
-            return key.removeprefix("sha256:")
-    return hashlib.sha256(document.raw).hexdigest()
-
-
 class Recorder:
-    """The write path: owns the store's writer thread and the live flow records."""
+    """The write path: owns the store's writer thread, the published records and readiness."""
 
-    def __init__(self, store: SQLiteStore, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        limits: Limits,
+        *,
+        on_ready: Callable[[bool], None] = lambda ready: None,
+    ) -> None:
         self.store = store
         self.limits = limits
         # The published view, read by /metrics on the event loop.
         self.flows: dict[FlowKey, FlowState] = {}
-        # The writer thread's own map, ahead of `flows` by the batches not yet published.
-        self._written: dict[FlowKey, FlowState] = {}
         self.dead_letters_stored = 0
+        self.ready = False
+        self._incident = False
         self.on_batch: list[Callable[[BatchOutcome], None]] = []
+        self._on_ready = on_ready
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
         self._pending: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -109,15 +111,14 @@ class Recorder:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func)
 
     async def open(self) -> None:
-        """Open the store and load every flow record."""
+        """Open the store and load every flow record; the store is ready afterwards."""
 
         def load() -> tuple[dict[FlowKey, FlowState], int]:
             self.store.open()
-            bucket_count = len(self.limits.duration_buckets) + 1
-            return self.store.load_flows(bucket_count), self.store.count_dead_letters()
+            return self.store.load_flows(), self.store.count_dead_letters()
 
         self.flows, self.dead_letters_stored = await self.run_in_writer(load)
-        self._written = dict(self.flows)
+        self.mark_ready(True)
 
     async def close(self) -> None:
         """Finish pending work, then close the store and its thread."""
@@ -126,10 +127,32 @@ class Recorder:
         await self.run_in_writer(self.store.close)
         self._executor.shutdown(wait=True)
 
-    async def record(self, documents: Sequence[Document], received_at: float) -> list[Result]:
-        """Record a delivery's documents durably; StoreUnavailable if the store cannot write."""
+    def mark_ready(self, ready: bool, reason: str = "") -> None:
+        """Track store readiness; one log line per incident, not per request."""
+        if ready and self._incident:
+            log.warning("state store writable again; ready")
+        if not ready and not self._incident:
+            log.error("state store unavailable; answering 503 until it recovers: %s", reason)
+        self._incident = not ready
+        changed, self.ready = ready != self.ready, ready
+        if changed:
+            self._on_ready(ready)
+
+    async def probe(self) -> None:
+        """Prove the store accepts a write now and mark readiness by the result."""
+        try:
+            await self.run_in_writer(self.store.check_writable)
+        except StoreUnavailable as exc:
+            self.mark_ready(False, str(exc))
+        else:
+            self.mark_ready(True)
+
+    async def record(
+        self, documents: Sequence[Document], received_at: float, cursor: Cursor | None = None
+    ) -> list[Result]:
+        """Record documents (and a cursor) durably; StoreUnavailable if the store cannot."""
         future: asyncio.Future[list[Result]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(documents, received_at, future))
+        self._pending.append(_Pending(documents, received_at, cursor, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await asyncio.shield(future)
@@ -140,15 +163,12 @@ class Recorder:
             try:
                 outcome = await self.run_in_writer(lambda b=batch: self._commit(b))  # type: ignore[misc]
             except StoreUnavailable as exc:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
+                self.mark_ready(False, str(exc))
+                _fail(batch, exc)
                 continue
             except Exception as exc:  # never leave a delivery waiting forever
                 log.exception("unexpected error while recording a batch")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(StoreUnavailable(f"unexpected: {exc!r}"))
+                _fail(batch, StoreUnavailable(f"unexpected: {exc!r}"))
                 continue
             self._publish(outcome)
             for item, results in zip(batch, outcome.results, strict=True):
@@ -166,85 +186,93 @@ class Recorder:
 
     def _commit(self, batch: Sequence[_Pending]) -> BatchOutcome:
         outcome = BatchOutcome()
-        batch_keys: set[str] = set()
+        # Keys of this batch's dead letters: never claimed (a replay must find them unseen), but
+        # a later document of the same batch carrying one is still a duplicate.
+        dead_keys: set[str] = set()
         with self.store.transaction():
             for item in batch:
                 outcome.results.append(
                     [
-                        self._apply(doc, item.received_at, outcome, batch_keys)
+                        self._apply(doc, item.received_at, outcome, dead_keys)
                         for doc in item.documents
                     ]
                 )
+                if item.cursor is not None:
+                    self.store.put_cursor(item.cursor.source, item.cursor.value, item.received_at)
             if outcome.changed:
                 self.store.put_flows(outcome.changed.values())
-        self._written.update(outcome.changed)
         return outcome
 
     def _apply(
-        self, doc: Document, received_at: float, outcome: BatchOutcome, batch_keys: set[str]
+        self, doc: Document, received_at: float, outcome: BatchOutcome, dead_keys: set[str]
     ) -> Result:
-        if doc.kind is DocumentKind.VALIDATION:
+        event, keys = doc.event, doc.dedup_keys
+        if isinstance(event, ValidationMessage):
             return Result.VALIDATION
-        keys = doc.dedup_keys
-        if batch_keys.intersection(keys) or self.store.seen_keys(keys):
+        if dead_keys.intersection(keys):
             return Result.DUPLICATE
-        if isinstance(doc.event, Unrecognized):
-            doc_hash = dead_letter_hash(doc)
-            if self.store.dead_letter_seen(doc.event_id, doc_hash):
-                return Result.DUPLICATE
-            outcome.dead_letters_evicted += self.store.add_dead_letter(
-                received_at=received_at,
-                reason=doc.event.reason,
-                event_id=doc.event_id,
-                doc_hash=doc_hash,
-                body=doc.raw,
-                max_count=self.limits.max_dead_letters,
-                max_bytes=self.limits.max_dead_letter_bytes,
-            )
-            outcome.dead_letters_added += 1
-            batch_keys.update(keys)
-            return Result.DEAD_LETTERED
+        if isinstance(event, Unrecognized):
+            return self._dead_letter(doc, event, received_at, outcome, dead_keys)
+        if not self.store.claim_keys(keys, received_at):
+            return Result.DUPLICATE
+        if isinstance(event, OtherService):
+            return Result.IGNORED  # another AEP service: acknowledged, remembered, not a flow
+        state = self._working_state(event.flow, received_at, outcome)
+        # A completion that arrives before its start leaves nothing open (protocol notes §18.10).
+        completed = (
+            isinstance(event, FlowStart)
+            and event.run_id is not None
+            and self.store.any_key_seen(identity.completion_keys(event.run_id))
+        )
+        buckets = self.limits.duration_buckets
+        apply_event(state, event, received_at, buckets, run_completed=completed)
+        return Result.RECORDED
 
-        event = doc.event
-        if isinstance(event, FlowRun | FlowStart | FlowAlert):
-            state = self._working_state(event.flow, received_at, outcome)
-            if isinstance(event, FlowRun):
-                apply_run(state, event, received_at, self.limits.duration_buckets)
-            elif isinstance(event, FlowStart):
-                done = event.run_id is not None and self._run_completed(event.run_id, batch_keys)
-                apply_start(state, event, received_at, already_completed=done)
-            else:
-                apply_alert(state, event, received_at)
-            result = Result.RECORDED
-        else:
-            result = Result.IGNORED  # another AEP service: acknowledged, remembered, not a flow
-        self.store.add_keys(keys, received_at)
-        batch_keys.update(keys)
-        return result
-
-    def _run_completed(self, run_id: str, batch_keys: set[str]) -> bool:
-        # A completion that arrives before its start leaves nothing open (PRODUCT.md "Starts").
-        keys = [f"run:{run_id}:{o.value}" for o in Outcome]
-        return bool(batch_keys.intersection(keys) or self.store.seen_keys(keys))
+    def _dead_letter(
+        self,
+        doc: Document,
+        event: Unrecognized,
+        received_at: float,
+        outcome: BatchOutcome,
+        dead_keys: set[str],
+    ) -> Result:
+        digest = identity.content_digest(doc.dedup_keys, doc.raw)
+        if self.store.any_key_seen(doc.dedup_keys) or self.store.dead_letter_seen(
+            doc.event_id, digest
+        ):
+            return Result.DUPLICATE
+        outcome.dead_letters_evicted += self.store.add_dead_letter(
+            received_at=received_at,
+            reason=event.reason,
+            event_id=doc.event_id,
+            doc_hash=digest,
+            body=doc.raw,
+            bounds=self.limits.dead_letters,
+        )
+        outcome.dead_letters_added += 1
+        dead_keys.update(doc.dedup_keys)
+        return Result.DEAD_LETTERED
 
     def _working_state(self, key: FlowKey, now: float, outcome: BatchOutcome) -> FlowState:
+        """The record this batch changes for a flow: a copy of the committed one, or a new one
+        (folded into flow_id="other" once the flow cap is reached)."""
         state = outcome.changed.get(key)
         if state is not None:
             return state
-        live = self._written.get(key)
-        if live is None:
-            tracked = len(self._written) + sum(1 for k in outcome.changed if k not in self._written)
-            if tracked >= self.limits.max_flows:
-                outcome.overflowed += 1
-                key = FlowKey(key.sandbox, OVERFLOW_FLOW_ID)
-                state = outcome.changed.get(key)
-                if state is not None:
-                    return state
-                live = self._written.get(key)
-        if live is None:
+        current = self.store.lock_flows((key,)).get(key)
+        tracked = self.store.count_flows() + outcome.created if current is None else 0
+        if current is None and tracked >= self.limits.max_flows:
+            outcome.overflowed += 1
+            key = FlowKey(key.sandbox, OTHER)
+            state = outcome.changed.get(key)
+            if state is not None:
+                return state
+            current = self.store.lock_flows((key,)).get(key)
+        if current is None:
             state = FlowState.new(key, now, len(self.limits.duration_buckets) + 1)
+            outcome.created += 1
         else:
-            state = live.copy()
+            state = current.copy()
         outcome.changed[key] = state
         return state
 
@@ -262,24 +290,21 @@ class Recorder:
         """Expire flows, stale open runs and old de-duplication keys; (flows, keys) removed."""
 
         def work() -> tuple[list[FlowKey], dict[FlowKey, FlowState], int]:
-            live = self._written
-            expired = [
-                key
-                for key, state in live.items()
-                if state.last_received < now - flow_ttl and not protected(key)
-            ]
-            changed: dict[FlowKey, FlowState] = {}
-            for key, state in live.items():
-                if state.open_runs and key not in expired:
-                    copy = state.copy()
-                    if drop_stale_open_runs(copy, now - open_run_ttl):
-                        changed[key] = copy
             with self.store.transaction():
+                live = self.store.load_flows()
+                expired = [
+                    key
+                    for key, state in live.items()
+                    if state.last_received < now - flow_ttl and not protected(key)
+                ]
+                changed: dict[FlowKey, FlowState] = {}
+                for key, state in live.items():
+                    if state.open_runs and key not in expired:
+                        copy = state.copy()
+                        if drop_stale_open_runs(copy, now - open_run_ttl):
+                            changed[key] = copy
                 self.store.delete_flows(expired)
                 self.store.put_flows(changed.values())
-            for key in expired:
-                del live[key]
-            live.update(changed)
             return expired, changed, self.store.prune_keys(now - dedup_window)
 
         expired, changed, keys_removed = await self.run_in_writer(work)
@@ -289,3 +314,9 @@ class Recorder:
         if expired:
             log.info("expired flows count=%d ttl_seconds=%g", len(expired), flow_ttl)
         return len(expired), keys_removed
+
+
+def _fail(batch: Sequence[_Pending], exc: Exception) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)

@@ -8,18 +8,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from exporter.domain import (
+    OTHER,
     ActivityStatus,
     FlowAlert,
+    FlowEvent,
     FlowKey,
     FlowRun,
     FlowStart,
     Outcome,
 )
 
-# Bounded label values per flow (PRODUCT.md "Normalization decisions").
+# Bounded label values per flow (protocol notes §18.5, §18.6).
 MAX_ERROR_CODES_PER_FLOW = 50
 MAX_ACTIVITIES_PER_FLOW = 20
-OTHER = "other"
 
 COUNT_FIELDS = (
     "input_records",
@@ -162,11 +163,25 @@ def _newest_dict(newest: NewestRun) -> dict[str, Any]:
     }
 
 
-def _bounded(label: str, known: dict[str, Any], cap: int) -> str:
-    """The label itself while the flow has room for it, else "other"."""
-    if label in known or len(known) < cap or label == OTHER:
-        return label
-    return OTHER
+def _within_cap(names: list[str], known: dict[str, Any], cap: int) -> dict[str, str]:
+    """Each distinct label of one run: itself if the flow knows it or has room, else "other".
+
+    Room is counted with the labels this same run adds, so one run never takes the flow past its
+    cap (protocol notes §18.5); "other" never takes a place of its own.
+    """
+    taken = sum(1 for name in known if name != OTHER)
+    labels: dict[str, str] = {}
+    for name in names:
+        if name in labels:
+            continue
+        if name in known or name == OTHER:
+            labels[name] = name
+        elif taken < cap:
+            labels[name] = name
+            taken += 1
+        else:
+            labels[name] = OTHER
+    return labels
 
 
 def _remember_metadata(state: FlowState, flow_name: str | None, ims_org: str | None) -> None:
@@ -187,12 +202,8 @@ def apply_run(
     if run.outcome is Outcome.SUCCESS and run.errors:
         state.runs_with_errors += 1
 
-    codes: list[str] = []
-    for error in run.errors:
-        code = _bounded(error.code, state.error_codes, MAX_ERROR_CODES_PER_FLOW)
-        if code not in codes:
-            codes.append(code)
-    for code in codes:
+    codes = _within_cap([e.code for e in run.errors], state.error_codes, MAX_ERROR_CODES_PER_FLOW)
+    for code in dict.fromkeys(codes.values()):  # each code once per run, "other" included
         state.error_codes[code] = state.error_codes.get(code, 0) + 1
 
     for name in COUNT_FIELDS:
@@ -200,8 +211,15 @@ def apply_run(
         if value is not None:
             state.totals[name] += value
 
+    names = [activity.activity for activity in run.activities]
+    labels = _within_cap(names, state.activities, MAX_ACTIVITIES_PER_FLOW)
+    folded: set[ActivityStatus] = set()  # statuses "other" counted this run: once each
     for activity in run.activities:
-        label = _bounded(activity.activity, state.activities, MAX_ACTIVITIES_PER_FLOW)
+        label = labels[activity.activity]
+        if label == OTHER and activity.activity != OTHER:
+            if activity.status in folded:
+                continue
+            folded.add(activity.status)
         counts = state.activities.setdefault(label, {s.value: 0 for s in ActivityStatus})
         counts[activity.status.value] += 1
 
@@ -246,6 +264,23 @@ def apply_alert(state: FlowState, alert: FlowAlert, received_at: float) -> None:
     if current is not None and at < current[1]:
         return
     state.alerts[alert.alert.value] = (1 if alert.firing else 0, at)
+
+
+def apply_event(
+    state: FlowState,
+    event: FlowEvent,
+    received_at: float,
+    buckets: tuple[float, ...],
+    *,
+    run_completed: bool = False,
+) -> None:
+    """Change a flow's record by one event; `run_completed`: a start's run already ended."""
+    if isinstance(event, FlowRun):
+        apply_run(state, event, received_at, buckets)
+    elif isinstance(event, FlowStart):
+        apply_start(state, event, received_at, already_completed=run_completed)
+    else:
+        apply_alert(state, event, received_at)
 
 
 def drop_stale_open_runs(state: FlowState, oldest: float) -> bool:

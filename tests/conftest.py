@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Settings, load_settings
-from exporter.http.app import EXPORTER, Exporter, create_app
+from exporter.http.app import EXPORTER, create_app
+from exporter.service import Exporter
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SUCCESS_FLOW = "1c6f1047-dcaf-48fe-af10-47dcaf08feaf"

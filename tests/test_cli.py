@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main
-from exporter.normalize.documents import normalize_body
+from exporter.normalize import normalize_body
 from exporter.recorder import Limits, Recorder
 from exporter.stores.sqlite import SQLiteStore
 from tests.conftest import FAILURE_FLOW, FIXTURES, SUCCESS_FLOW
@@ -111,7 +111,7 @@ def test_bad_catalogue_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 
 def _dead_letter_store(path: Path) -> None:
     async def fill() -> None:
-        recorder = Recorder(SQLiteStore(path), Limits())
+        recorder = Recorder(SQLiteStore(path, bucket_count=1), Limits())
         await recorder.open()
         docs = normalize_body(body({"mystery": 1, "eventid": "m-1"}), received_at=1.0)
         await recorder.record(docs, 1.0)
@@ -142,7 +142,7 @@ def test_backup_is_a_usable_state_file(tmp_path: Path, capsys: pytest.CaptureFix
     _dead_letter_store(tmp_path / "state.db")
     target = tmp_path / "backup.db"
     assert main(["backup", str(target)]) == 0
-    copy = SQLiteStore(target)
+    copy = SQLiteStore(target, bucket_count=1)
     copy.open()
     assert copy.count_dead_letters() == 1
     copy.close()

@@ -12,10 +12,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 from exporter.catalogue import Catalogue
 from exporter.domain import FlowKey
-from exporter.http.app import Exporter
 from exporter.metrics.flows import FlowCollector
 from exporter.metrics.rendering import FlowExposition
 from exporter.records import FlowState
+from exporter.service import Exporter
 from tests.conftest import FIXTURES, MakeClient
 from tests.payload_builders import body, legacy, run_object
 

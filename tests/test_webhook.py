@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from exporter.stores.sqlite import SQLiteStore
 from tests.conftest import FAILURE_FLOW, SUCCESS_FLOW, Clock, MakeClient, fixture_bytes
 from tests.payload_builders import alert, body, legacy, run_object
 
@@ -268,12 +269,57 @@ async def test_error_codes_are_capped_per_flow(make_client: MakeClient) -> None:
     assert flow(registry, "aep_flow_run_errors_total", "flow-a", error_code="other") == 2
 
 
+async def test_one_run_with_more_codes_than_the_cap_stays_within_it(
+    make_client: MakeClient,
+) -> None:
+    """55 distinct codes in one run: the first 50 count, the other five are one "other"."""
+    client, registry, _ = await make_client()
+    codes = [f"CODE-{index}" for index in range(55)]
+    run = run_object(run_id="r1", status="failed", errors=codes)
+    assert (await post(client, body(legacy("e1", run)))).status == 200
+    exposed = await (await client.get("/metrics")).text()
+    labelled = [line for line in exposed.splitlines() if line.startswith("aep_flow_run_errors")]
+    assert len(labelled) == 51
+    assert flow(registry, "aep_flow_run_errors_total", "flow-a", error_code="CODE-49") == 1
+    assert flow(registry, "aep_flow_run_errors_total", "flow-a", error_code="CODE-50") is None
+    assert flow(registry, "aep_flow_run_errors_total", "flow-a", error_code="other") == 1
+    # The cap is full: a later run's new code is "other" too, counted once more.
+    run = run_object(run_id="r2", status="failed", errors=["NEW-1", "NEW-2", "CODE-3"])
+    assert (await post(client, body(legacy("e2", run)))).status == 200
+    assert flow(registry, "aep_flow_run_errors_total", "flow-a", error_code="other") == 2
+    assert flow(registry, "aep_flow_run_errors_total", "flow-a", error_code="CODE-3") == 2
+
+
+async def test_one_run_with_more_activities_than_the_cap_stays_within_it(
+    make_client: MakeClient,
+) -> None:
+    """30 activities in one run: 20 keep their label, the rest are "other" once per status."""
+    client, registry, _ = await make_client()
+    run = run_object(run_id="r1")
+    run["activities"] = [
+        {"id": f"activity-{index}", "statusSummary": {"status": "success"}} for index in range(30)
+    ]
+    assert (await post(client, body(legacy("e1", run)))).status == 200
+    exposed = await (await client.get("/metrics")).text()
+    activities = {
+        line.split('activity="')[1].split('"')[0]
+        for line in exposed.splitlines()
+        if line.startswith("aep_flow_activity_runs_total")
+    }
+    assert activities == {f"activity-{index}" for index in range(20)} | {"other"}
+    labels = {"activity": "other", "status": "success"}
+    assert flow(registry, "aep_flow_activity_runs_total", "flow-a", **labels) == 1
+    labels = {"activity": "activity-19", "status": "success"}
+    assert flow(registry, "aep_flow_activity_runs_total", "flow-a", **labels) == 1
+
+
 async def test_store_failure_answers_503_and_recovers(
     make_client: MakeClient, clock: Clock
 ) -> None:
     """When the store cannot write: 503, readiness false, store_ready 0; then recovery."""
     client, registry, exporter = await make_client()
     store = exporter.recorder.store
+    assert isinstance(store, SQLiteStore)
     await exporter.recorder.run_in_writer(lambda: store.db.execute("PRAGMA query_only=ON"))
     response = await post(client, body(legacy("e1", run_object(run_id="r1"))))
     assert response.status == 503
@@ -282,8 +328,8 @@ async def test_store_failure_answers_503_and_recovers(
     reason = {"reason": "store_unavailable"}
     assert registry.get_sample_value("aep_exporter_requests_rejected_total", reason) == 1
     await exporter.recorder.run_in_writer(lambda: store.db.execute("PRAGMA query_only=OFF"))
-    await exporter.recorder.run_in_writer(store.check_writable)
-    exporter.mark_store(True)
+    await exporter.recorder.probe()
+    assert (await client.get("/readyz")).status == 200
     response = await post(client, body(legacy("e1", run_object(run_id="r1"))))
     assert response.status == 200
     assert flow(registry, "aep_flow_runs_total", "flow-a", status="success") == 1

@@ -1,0 +1,1 @@
+"""Payloads: decode a delivery body and model each documented Adobe shape."""

@@ -1,7 +1,8 @@
-"""SQLite state store: flow records, de-duplication keys and dead letters, with schema migrations.
+"""The SQLite state store: the embedded backend of the StateStore protocol, with migrations.
 
-Every method runs on one thread (the recorder's writer thread, or the CLI); callers group
-changes with `transaction()` so a delivery's keys and record changes commit together.
+One process owns the file (the `.lock` beside it), so the committed flow records are kept in
+memory too, written through on commit: `lock_flows` is a dictionary look-up, and BEGIN IMMEDIATE
+already keeps every other writer out for the length of a transaction.
 """
 
 from __future__ import annotations
@@ -10,19 +11,14 @@ import contextlib
 import json
 import logging
 import sqlite3
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from exporter.domain import ExporterError, FlowKey
+from exporter.domain import FlowKey
 from exporter.records import FlowState
+from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreUnavailable
 
 log = logging.getLogger(__name__)
-
-
-class StoreUnavailable(ExporterError):
-    """The state store cannot be read or written right now (answer 503; Adobe retries)."""
-
 
 # Forward migrations: index i brings a store at user_version i to i + 1. Never edit a shipped one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -48,29 +44,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX dead_letters_event_id ON dead_letters (event_id)",
     ),
+    (
+        """CREATE TABLE cursors (
+            source TEXT PRIMARY KEY,
+            value TEXT NOT NULL,
+            updated_at REAL NOT NULL
+        ) WITHOUT ROWID""",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A stored document the exporter could not understand."""
-
-    id: int
-    received_at: float
-    reason: str
-    event_id: str | None
-    doc_hash: str
-    body: bytes
 
 
 class SQLiteStore:
     """The state file (WAL mode, synchronous=FULL: a commit is on disk before we answer 2xx)."""
 
-    def __init__(self, path: Path, *, busy_timeout: float = 2.0) -> None:
+    def __init__(self, path: Path, *, bucket_count: int, busy_timeout: float = 2.0) -> None:
         self.path = path
+        self._bucket_count = bucket_count
         self._busy_timeout = busy_timeout
         self._db: sqlite3.Connection | None = None
+        # Committed records (None until first read), and what the open transaction changes.
+        self._flows: dict[FlowKey, FlowState] | None = None
+        self._staged: dict[FlowKey, FlowState | None] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -95,6 +90,7 @@ class SQLiteStore:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None
+        self._flows = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -125,17 +121,28 @@ class SQLiteStore:
             db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot begin a transaction: {exc}") from exc
+        self._staged = {}
         try:
             yield
             db.execute("COMMIT")
         except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+            self._rollback()
             raise StoreUnavailable(f"cannot commit: {exc}") from exc
         except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
+            self._rollback()
             raise
+        if self._flows is not None:
+            for key, state in self._staged.items():
+                if state is None:
+                    self._flows.pop(key, None)
+                else:
+                    self._flows[key] = state
+        self._staged = {}
+
+    def _rollback(self) -> None:
+        self._staged = {}
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("ROLLBACK")
 
     def check_writable(self) -> None:
         """Prove the store accepts a write now (readiness probe); StoreUnavailable otherwise."""
@@ -144,16 +151,32 @@ class SQLiteStore:
 
     # -- flows ---------------------------------------------------------------------------------
 
-    def load_flows(self, bucket_count: int) -> dict[FlowKey, FlowState]:
-        """Every flow record in the store."""
-        flows: dict[FlowKey, FlowState] = {}
-        for sandbox, flow_id, text in self.db.execute("SELECT sandbox, flow_id, state FROM flows"):
-            key = FlowKey(sandbox, flow_id)
-            flows[key] = FlowState.from_json(key, json.loads(text), bucket_count)
-        return flows
+    def _committed(self) -> dict[FlowKey, FlowState]:
+        if self._flows is None:
+            flows: dict[FlowKey, FlowState] = {}
+            rows = self.db.execute("SELECT sandbox, flow_id, state FROM flows")
+            for sandbox, flow_id, text in rows:
+                key = FlowKey(sandbox, flow_id)
+                flows[key] = FlowState.from_json(key, json.loads(text), self._bucket_count)
+            self._flows = flows
+        return self._flows
+
+    def load_flows(self) -> dict[FlowKey, FlowState]:
+        """Every committed flow record."""
+        return dict(self._committed())
+
+    def lock_flows(self, keys: Collection[FlowKey]) -> dict[FlowKey, FlowState]:
+        """The committed records of these flows (BEGIN IMMEDIATE holds every other writer off)."""
+        committed = self._committed()
+        return {key: committed[key] for key in keys if key in committed}
+
+    def count_flows(self) -> int:
+        """How many flow records are committed."""
+        return len(self._committed())
 
     def put_flows(self, states: Iterable[FlowState]) -> None:
         """Insert or replace flow records (inside a transaction)."""
+        states = list(states)
         self.db.executemany(
             "INSERT OR REPLACE INTO flows (sandbox, flow_id, state) VALUES (?, ?, ?)",
             [
@@ -161,33 +184,47 @@ class SQLiteStore:
                 for s in states
             ],
         )
+        self._staged.update((state.key, state) for state in states)
 
     def delete_flows(self, keys: Iterable[FlowKey]) -> None:
         """Remove flow records (inside a transaction)."""
+        keys = list(keys)
         self.db.executemany(
             "DELETE FROM flows WHERE sandbox = ? AND flow_id = ?",
             [(k.sandbox, k.flow_id) for k in keys],
         )
+        self._staged.update(dict.fromkeys(keys))
 
     # -- de-duplication keys -------------------------------------------------------------------
 
-    def seen_keys(self, keys: Iterable[str]) -> set[str]:
-        """Which of these keys are stored."""
+    def claim_keys(self, keys: Sequence[str], seen_at: float) -> bool:
+        """Insert the keys if none is stored yet; False (nothing kept) if any already was."""
         wanted = list(dict.fromkeys(keys))
-        seen: set[str] = set()
+        if not wanted:
+            return True
+        marks = ",".join(["(?, ?)"] * len(wanted))
+        params = [value for key in wanted for value in (key, seen_at)]
+        inserted = self.db.execute(
+            f"INSERT INTO dedup_keys (key, seen_at) VALUES {marks}"  # noqa: S608
+            " ON CONFLICT (key) DO NOTHING RETURNING key",
+            params,
+        ).fetchall()
+        if len(inserted) == len(wanted):
+            return True
+        # A duplicate claims nothing: its other keys stay unseen, as if it never came.
+        self.db.executemany("DELETE FROM dedup_keys WHERE key = ?", inserted)
+        return False
+
+    def any_key_seen(self, keys: Iterable[str]) -> bool:
+        """Whether any of these keys is stored."""
+        wanted = list(dict.fromkeys(keys))
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows = self.db.execute(f"SELECT key FROM dedup_keys WHERE key IN ({marks})", chunk)  # noqa: S608
-            seen.update(row[0] for row in rows)
-        return seen
-
-    def add_keys(self, keys: Iterable[str], seen_at: float) -> None:
-        """Remember keys (inside a transaction)."""
-        self.db.executemany(
-            "INSERT OR IGNORE INTO dedup_keys (key, seen_at) VALUES (?, ?)",
-            [(key, seen_at) for key in keys],
-        )
+            query = f"SELECT 1 FROM dedup_keys WHERE key IN ({marks}) LIMIT 1"  # noqa: S608
+            if self.db.execute(query, chunk).fetchone() is not None:
+                return True
+        return False
 
     def prune_keys(self, older_than: float) -> int:
         """Forget keys first seen before `older_than`; how many were removed."""
@@ -218,8 +255,7 @@ class SQLiteStore:
         event_id: str | None,
         doc_hash: str,
         body: bytes,
-        max_count: int,
-        max_bytes: int,
+        bounds: DeadLetterBounds,
     ) -> int:
         """Store a dead letter (inside a transaction), evicting the oldest beyond the bounds.
 
@@ -234,7 +270,7 @@ class SQLiteStore:
         count, size = self.db.execute(
             "SELECT count(*), coalesce(sum(length(body)), 0) FROM dead_letters"
         ).fetchone()
-        while count > max_count or (size > max_bytes and count > 1):
+        while count > bounds.max_count or (size > bounds.max_bytes and count > 1):
             oldest_id, oldest_size = self.db.execute(
                 "SELECT id, length(body) FROM dead_letters ORDER BY id LIMIT 1"
             ).fetchone()
@@ -271,6 +307,22 @@ class SQLiteStore:
                     "DELETE FROM dead_letters WHERE received_at < ?", (older_than,)
                 )
         return cursor.rowcount
+
+    # -- pull-source cursors --------------------------------------------------------------------
+
+    def get_cursor(self, source: str) -> str | None:
+        """The committed cursor of a pull source, or None."""
+        row = self.db.execute("SELECT value FROM cursors WHERE source = ?", (source,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put_cursor(self, source: str, value: str, updated_at: float) -> None:
+        """Set a pull source's cursor (inside a transaction)."""
+        self.db.execute(
+            "INSERT INTO cursors (source, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (source) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            (source, value, updated_at),
+        )
 
     # -- backup --------------------------------------------------------------------------------
 

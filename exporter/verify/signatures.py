@@ -1,4 +1,4 @@
-"""Delivery authenticity: Adobe's RSA-SHA256 digital signatures, legacy HMAC, recipient ids."""
+"""Delivery authenticity: Adobe's RSA-SHA256 digital signatures, and the legacy HMAC."""
 
 from __future__ import annotations
 
@@ -6,26 +6,16 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Literal
+from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from exporter.domain import Document, ExporterError
+from exporter.rejections import Rejected, Rejection
 from exporter.verify.keys import KeyPathRejected, KeyUnavailable, PublicKeyStore
 
 logger = logging.getLogger(__name__)
-
-# Label values of aep_exporter_requests_rejected_total{reason}.
-RejectReason = Literal[
-    "bad_signature",
-    "missing_signature",
-    "key_unavailable",
-    "recipient_mismatch",
-    "recipient_missing",
-]
 
 # (signature header, public key path header), in the order Adobe numbers them (reference §1.2).
 SIGNATURE_HEADERS = (
@@ -33,14 +23,6 @@ SIGNATURE_HEADERS = (
     ("x-adobe-digital-signature-2", "x-adobe-public-key2-path"),
 )
 HMAC_HEADER = "x-adobe-signature"
-
-
-class VerificationFailure(ExporterError):
-    """The delivery is refused; `reason` says why (401, or 503 for key_unavailable)."""
-
-    def __init__(self, reason: RejectReason, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason: RejectReason = reason
 
 
 class DeliveryVerifier:
@@ -51,7 +33,7 @@ class DeliveryVerifier:
         self._client_secret = client_secret.encode("utf-8")
 
     async def verify(self, headers: Mapping[str, str], body: bytes) -> None:
-        """Return if the raw body is signed by Adobe, else raise VerificationFailure."""
+        """Return if the raw body is signed by Adobe, else raise Rejected."""
         pairs = [(headers.get(sig), headers.get(path)) for sig, path in SIGNATURE_HEADERS]
         if not any(signature for signature, _ in pairs):
             self._verify_hmac(headers, body)
@@ -70,8 +52,8 @@ class DeliveryVerifier:
                 key_missing = True
                 logger.debug("signature %d not checked: %s", number, exc)
         if key_missing:
-            raise VerificationFailure("key_unavailable", "a signing key could not be fetched")
-        raise VerificationFailure("bad_signature", "no digital signature verifies")
+            raise Rejected(Rejection.KEY_UNAVAILABLE, "a signing key could not be fetched")
+        raise Rejected(Rejection.BAD_SIGNATURE, "no digital signature verifies")
 
     async def _signature_verifies(self, signature: str, path: str | None, body: bytes) -> bool:
         # "if any one of the signature validations is successful, then the event is valid";
@@ -100,30 +82,11 @@ class DeliveryVerifier:
         # Legacy: Base64(HMAC-SHA256(raw body, client secret)) (reference §1.3.3).
         header = headers.get(HMAC_HEADER)
         if not self._client_secret or not header:
-            raise VerificationFailure("missing_signature", "no digital signature")
+            raise Rejected(Rejection.MISSING_SIGNATURE, "no digital signature")
         expected = hmac.new(self._client_secret, body, hashlib.sha256).digest()
         try:
             given = base64.b64decode(header, validate=True)
         except ValueError:
-            raise VerificationFailure("bad_signature", "HMAC signature is not Base64") from None
+            raise Rejected(Rejection.BAD_SIGNATURE, "HMAC signature is not Base64") from None
         if not hmac.compare_digest(expected, given):
-            raise VerificationFailure("bad_signature", "HMAC signature does not match")
-
-
-def check_recipients(
-    documents: Sequence[Document], *, client_ids: frozenset[str], require: bool
-) -> int:
-    """Refuse documents naming another recipient (or none, if required); count those naming none."""
-    if not client_ids:
-        return 0
-    missing = 0
-    for document in documents:
-        if not document.recipient:
-            missing += 1
-        # Client ids are API keys, not secrets: plain set membership is fine here.
-        elif document.recipient not in client_ids:
-            raise VerificationFailure("recipient_mismatch", "a document names another recipient")
-    # AEP may not send a recipient id at all (reference §6 item 2), hence opt-in strictness.
-    if missing and require:
-        raise VerificationFailure("recipient_missing", f"{missing} document(s) without recipient")
-    return missing
+            raise Rejected(Rejection.BAD_SIGNATURE, "HMAC signature does not match")

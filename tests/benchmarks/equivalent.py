@@ -30,10 +30,10 @@ from exporter.stores.sqlite import SQLiteStore
 def load_flows(state: Path) -> tuple[dict[FlowKey, FlowState], tuple[float, ...]]:
     """The flow records of a state file, read as the service reads them at start-up."""
     buckets = load_settings(state_path=state).duration_buckets
-    store = SQLiteStore(state)
+    store = SQLiteStore(state, bucket_count=len(buckets) + 1)
     store.open()
     try:
-        return store.load_flows(len(buckets) + 1), buckets
+        return store.load_flows(), buckets
     finally:
         store.close()
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.config import load_settings
-from exporter.normalize.documents import normalize_body
+from exporter.normalize import normalize_body
 from exporter.recorder import Limits, Recorder, Result
 from exporter.stores.sqlite import SQLiteStore
 from tests.benchmarks.corpus import flow_documents
@@ -33,10 +33,9 @@ async def _record(path: Path, flows: int) -> int:
     limits = Limits(
         max_flows=settings.max_flows,
         duration_buckets=settings.duration_buckets,
-        max_dead_letters=settings.max_dead_letters,
-        max_dead_letter_bytes=settings.max_dead_letter_bytes,
     )
-    recorder = Recorder(SQLiteStore(path), limits)
+    store = SQLiteStore(path, bucket_count=len(settings.duration_buckets) + 1)
+    recorder = Recorder(store, limits)
     await recorder.open()
     try:
         for first in range(0, flows, _FLOWS_PER_BATCH):
@@ -53,7 +52,7 @@ async def _record(path: Path, flows: int) -> int:
                 raise RuntimeError(f"population documents not all recorded: {set(results)}")
         if len(recorder.flows) != flows:
             raise RuntimeError(f"expected {flows} flows, recorder holds {len(recorder.flows)}")
-        return await recorder.run_in_writer(recorder.store.count_keys)
+        return await recorder.run_in_writer(store.count_keys)
     finally:
         await recorder.close()
 

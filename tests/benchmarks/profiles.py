@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter.config import load_settings
-from exporter.http.app import build_exporter
 from exporter.metrics.rendering import render_metrics
+from exporter.service import build_exporter
 from tests.benchmarks import harness
 from tests.benchmarks.bench_ingest import send
 from tests.benchmarks.context import Context

@@ -12,7 +12,8 @@ import pytest
 
 from exporter.cli import main
 from exporter.recorder import Limits, Recorder
-from exporter.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore, StoreUnavailable
+from exporter.stores.protocol import DeadLetterBounds, StoreUnavailable
+from exporter.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 from tests.conftest import FIXTURES, Clock, MakeClient
 from tests.payload_builders import body, legacy, run_object
 
@@ -79,19 +80,19 @@ def test_replay_records_dead_letters_todays_parser_understands(
 ) -> None:
     """A dead letter stored by an older parser is recorded by replay and leaves the store."""
     state = tmp_path / "state.db"
-    store = SQLiteStore(state)
+    store = SQLiteStore(state, bucket_count=1)
     store.open()
     raw = body(legacy("late-1", run_object(run_id="late")))
     with store.transaction():
         store.add_dead_letter(
             received_at=1.0, reason="unknown document shape", event_id="late-1",
-            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, max_count=10, max_bytes=10**6,
+            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, bounds=DeadLetterBounds(10, 10**6),
         )  # fmt: skip
     store.close()
     monkeypatch.setenv("AEP_EXPORTER_STATE_PATH", str(state))
     assert main(["dead-letters", "replay", "--all"]) == 0
     assert "recorded" in capsys.readouterr().out
-    recorder = Recorder(SQLiteStore(state), Limits())
+    recorder = Recorder(SQLiteStore(state, bucket_count=1), Limits())
 
     async def load() -> None:
         await recorder.open()
@@ -106,14 +107,14 @@ def test_replay_records_dead_letters_todays_parser_understands(
 
 def test_dead_letters_are_bounded(tmp_path: Path) -> None:
     """Beyond the bounds the oldest dead letters are evicted."""
-    store = SQLiteStore(tmp_path / "state.db")
+    store = SQLiteStore(tmp_path / "state.db", bucket_count=1)
     store.open()
     evicted = 0
     with store.transaction():
         for number in range(5):
             evicted += store.add_dead_letter(
                 received_at=float(number), reason="r", event_id=None, doc_hash=f"h{number}",
-                body=b"x" * 100, max_count=3, max_bytes=10**6,
+                body=b"x" * 100, bounds=DeadLetterBounds(3, 10**6),
             )  # fmt: skip
     assert evicted == 2
     assert [letter.doc_hash for letter in store.dead_letters()] == ["h2", "h3", "h4"]
@@ -131,7 +132,7 @@ def test_migrations_run_from_every_earlier_version(tmp_path: Path) -> None:
         db.execute(f"PRAGMA user_version={version}")
         db.commit()
         db.close()
-        store = SQLiteStore(path)
+        store = SQLiteStore(path, bucket_count=1)
         store.open()
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert store.count_keys() == 0
@@ -145,7 +146,7 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
     db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
     db.close()
     with pytest.raises(StoreUnavailable, match="newer than this exporter"):
-        SQLiteStore(path).open()
+        SQLiteStore(path, bucket_count=1).open()
 
 
 async def test_backup_restores_to_identical_metrics(
@@ -160,7 +161,9 @@ async def test_backup_restores_to_identical_metrics(
         line for line in (await before.text()).splitlines() if line.startswith("aep_flow_")
     ]
     backup = tmp_path / "backup.db"
-    await exporter.recorder.run_in_writer(lambda: exporter.recorder.store.backup(backup))
+    store = exporter.recorder.store
+    assert isinstance(store, SQLiteStore)
+    await exporter.recorder.run_in_writer(lambda: store.backup(backup))
     await client.close()
     restored, _, _ = await make_client(make_settings(state_path=backup))
     text = await (await restored.get("/metrics")).text()

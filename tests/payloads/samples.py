@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.domain import Document, FlowAlert, FlowRun, FlowStart
-from exporter.normalize.documents import normalize_body
+from exporter.normalize import normalize_body
 
 FIXTURES_DIR = Path(__file__).resolve().parent.parent / "fixtures"
 # A pinned receipt time: normalization must not depend on the clock.

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from exporter.domain import ExporterError
-from exporter.payloads.shapes import PayloadError, decode_body
+from exporter.payloads.decode import PayloadError, decode_body
 from tests.payloads.samples import fixture_bytes, normalize
 
 MIB = 1 << 20

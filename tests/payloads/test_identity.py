@@ -8,7 +8,7 @@ import json
 import pytest
 
 from exporter.domain import DocumentKind, Unrecognized
-from exporter.normalize.documents import MAX_DOCUMENTS
+from exporter.normalize import MAX_DOCUMENTS
 from tests.payloads.samples import (
     RUN_ID,
     as_run,

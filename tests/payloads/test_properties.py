@@ -19,8 +19,8 @@ from exporter.domain import (
     Unrecognized,
     ValidationMessage,
 )
-from exporter.normalize.documents import ANOMALY_FIELDS
-from exporter.payloads.shapes import PayloadError
+from exporter.normalize.values import ANOMALY_FIELDS
+from exporter.payloads.decode import PayloadError
 from tests.payloads.samples import fixture_bytes, fixture_names, normalize
 
 # Derandomized: the same examples on every run, so CI cannot flake; failures print the example.

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from exporter.domain import ActivityResult, ActivityStatus, Document, FlowKey
-from exporter.normalize.documents import ANOMALY_FIELDS, FUTURE_SLACK
+from exporter.normalize.values import ANOMALY_FIELDS, FUTURE_SLACK
 from tests.payloads.samples import FLOW_ID, RECEIVED_AT, as_run, encode, only, run_doc
 
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from pytest_aiohttp import AiohttpServer
 
 from exporter.config import Settings
-from exporter.http.app import Exporter
+from exporter.service import Exporter
 from exporter.verify.keys import PublicKeyStore
 from tests.conftest import AppClient, MakeClient
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from exporter.http.app import Exporter
+from exporter.service import Exporter
 from tests.conftest import AppClient, MakeClient, fixture_bytes
 from tests.verify.conftest import OpenStalled
 
@@ -31,7 +31,7 @@ def rejected(registry: CollectorRegistry, reason: str) -> float | None:
 async def until_in_flight(exporter: Exporter, count: int) -> None:
     """Wait (bounded) until the exporter holds `count` deliveries in its handler."""
     async with asyncio.timeout(2.0):
-        while exporter.in_flight != count:  # noqa: ASYNC110 - a plain counter, no event to await
+        while exporter.webhook.in_flight != count:  # noqa: ASYNC110 - a plain counter, no event to await
             await asyncio.sleep(0.005)
 
 

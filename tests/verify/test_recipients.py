@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.domain import Document, DocumentKind, FlowKey, FlowStart
-from exporter.verify.signatures import VerificationFailure, check_recipients
+from exporter.domain import Document, FlowKey, FlowStart
+from exporter.rejections import Rejected
+from exporter.verify.recipients import check_recipients
 
 OURS = frozenset({"our-client-id", "our-second-client-id"})
 
@@ -13,7 +14,6 @@ OURS = frozenset({"our-client-id", "our-second-client-id"})
 def document(recipient: str | None) -> Document:
     """A start document carrying the given recipient id (None: no recipient field)."""
     return Document(
-        kind=DocumentKind.START,
         event=FlowStart(flow=FlowKey("prod", "flow-1"), run_id="run-1", started_at=None),
         dedup_keys=("run-1:started",),
         recipient=recipient,
@@ -29,7 +29,7 @@ def test_our_recipient_is_accepted() -> None:
 def test_a_foreign_recipient_is_a_mismatch() -> None:
     """One document naming another client id refuses the whole delivery."""
     documents = [document("our-client-id"), document("someone-else")]
-    with pytest.raises(VerificationFailure) as caught:
+    with pytest.raises(Rejected) as caught:
         check_recipients(documents, client_ids=OURS, require=False)
     assert caught.value.reason == "recipient_mismatch"
 
@@ -38,7 +38,7 @@ def test_the_deprecated_field_is_checked_like_the_new_one() -> None:
     """A recipient resolved from recipient_client_id is held to the same client ids."""
     # Document.recipient resolves recipientclientid, else recipient_client_id (reference §1.2):
     # the check sees one value whichever field carried it.
-    with pytest.raises(VerificationFailure) as caught:
+    with pytest.raises(Rejected) as caught:
         check_recipients([document("deprecated-field-id")], client_ids=OURS, require=False)
     assert caught.value.reason == "recipient_mismatch"
     assert check_recipients([document("our-client-id")], client_ids=OURS, require=False) == 0
@@ -52,14 +52,14 @@ def test_an_absent_recipient_is_accepted_and_counted() -> None:
 
 def test_an_absent_recipient_is_refused_when_required() -> None:
     """--require-recipient turns a document without a recipient id into recipient_missing."""
-    with pytest.raises(VerificationFailure) as caught:
+    with pytest.raises(Rejected) as caught:
         check_recipients([document("our-client-id"), document(None)], client_ids=OURS, require=True)
     assert caught.value.reason == "recipient_missing"
 
 
 def test_a_mismatch_wins_over_a_missing_recipient() -> None:
     """A foreign recipient anywhere in the delivery is reported as recipient_mismatch."""
-    with pytest.raises(VerificationFailure) as caught:
+    with pytest.raises(Rejected) as caught:
         check_recipients([document(None), document("someone-else")], client_ids=OURS, require=True)
     assert caught.value.reason == "recipient_mismatch"
 

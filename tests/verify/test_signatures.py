@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from multidict import CIMultiDict
 
-from exporter.verify.signatures import DeliveryVerifier, VerificationFailure
+from exporter.rejections import Rejected
+from exporter.verify.signatures import DeliveryVerifier
 from tests.verify.conftest import (
     GONE_PATH,
     KEY1_PATH,
@@ -36,9 +37,9 @@ def hmac_of(body: bytes, secret: str = SECRET) -> str:
 
 async def rejection(verifier: DeliveryVerifier, headers: CIMultiDict[str], body: bytes) -> str:
     """The reason the verifier refuses the delivery (fails the test if it accepts it)."""
-    with pytest.raises(VerificationFailure) as caught:
+    with pytest.raises(Rejected) as caught:
         await verifier.verify(headers, body)
-    return caught.value.reason
+    return caught.value.reason.value
 
 
 @pytest.fixture

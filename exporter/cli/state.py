@@ -1,0 +1,128 @@
+"""`dead-letters` and `backup`: offline work on the state store, never beside a running service."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from exporter.cli.options import UsageError, settings_from_args
+from exporter.config import Settings
+from exporter.domain import Unrecognized
+from exporter.durations import parse_duration
+from exporter.normalize import normalize_body
+from exporter.payloads.decode import PayloadError
+from exporter.service import build_recorder
+from exporter.stores.protocol import StateStore
+from exporter.stores.sqlite import SQLiteStore
+
+
+@contextlib.contextmanager
+def state_lock(state_path: Path, *, wait: bool) -> Iterator[None]:
+    """Hold `<state>.lock` so offline commands never change a store a running service uses."""
+    lock_path = state_path.with_name(state_path.name + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise UsageError(
+                f"{state_path} is in use by a running exporter; stop it first"
+            ) from None
+        yield
+
+
+def _open_store(settings: Settings) -> SQLiteStore:
+    store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
+    store.open()
+    return store
+
+
+def cmd_dead_letters(args: argparse.Namespace) -> int:
+    """List, show, replay or purge dead letters."""
+    settings = settings_from_args(args)
+    if args.action in ("list", "show"):
+        store = _open_store(settings)
+        try:
+            ids = [int(i) for i in args.ids] if args.action == "show" else None
+            letters = store.dead_letters(ids)
+        finally:
+            store.close()
+        for letter in letters:
+            when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(letter.received_at))
+            print(
+                f"{letter.id}\t{when}\t{letter.reason}\t{letter.event_id or '-'}\t"
+                f"{len(letter.body)} bytes"
+            )
+            if args.action == "show":
+                print(letter.body.decode("utf-8", "replace"))
+        if args.action == "show" and len(letters) != len(ids or []):
+            print("some ids were not found", file=sys.stderr)
+            return 1
+        return 0
+    with state_lock(settings.state_path, wait=False):
+        if args.action == "purge":
+            store = _open_store(settings)
+            try:
+                older = time.time() - parse_duration(args.older_than) if args.older_than else None
+                removed = store.purge_dead_letters(older)
+            finally:
+                store.close()
+            print(f"purged {removed} dead letters")
+            return 0
+        if not args.all and not args.ids:
+            raise UsageError("replay needs dead-letter ids or --all")
+        ids = None if args.all else [int(i) for i in args.ids]
+        return asyncio.run(replay_dead_letters(settings, ids))
+
+
+async def replay_dead_letters(settings: Settings, ids: Sequence[int] | None) -> int:
+    """Run stored dead letters through today's parser; recorded ones leave the dead letters."""
+    recorder = build_recorder(settings)
+    await recorder.open()
+    still_dead = 0
+    try:
+        letters = await recorder.run_in_writer(lambda: recorder.store.dead_letters(ids))
+        for letter in letters:
+            try:
+                documents = normalize_body(
+                    letter.body, received_at=letter.received_at, max_depth=settings.max_json_depth
+                )
+            except PayloadError as exc:
+                documents, reason = [], exc.reason
+            else:
+                unknown = [d for d in documents if isinstance(d.event, Unrecognized)]
+                reason = unknown[0].event.reason if unknown else ""  # type: ignore[union-attr]
+            if not documents or reason:
+                print(f"{letter.id}: still not understood: {reason or 'empty'}")
+                still_dead += 1
+                continue
+            results = await recorder.record(documents, letter.received_at)
+            await recorder.run_in_writer(lambda i=letter.id: _delete_letter(recorder.store, i))  # type: ignore[misc]
+            summary = ", ".join(r.value for r in results)
+            print(f"{letter.id}: {summary}")
+    finally:
+        await recorder.close()
+    return 1 if still_dead else 0
+
+
+def _delete_letter(store: StateStore, letter_id: int) -> None:
+    with store.transaction():
+        store.delete_dead_letters([letter_id])
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    """Write a consistent copy of the state store (safe while the service runs)."""
+    settings = settings_from_args(args)
+    store = _open_store(settings)
+    try:
+        store.backup(Path(args.path))
+    finally:
+        store.close()
+    print(f"backup written to {args.path}")
+    return 0

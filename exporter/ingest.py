@@ -1,0 +1,165 @@
+"""The one ingest pipeline every source hands its documents to: normalize → recipients → record.
+
+A source (the webhook today; the journal and Flow Service pollers next) proves where a body came
+from, then calls `Pipeline.ingest_body` with the body and its `Delivery` context. The pipeline
+knows nothing of HTTP: it answers with the documents' results or raises `Rejected` with a reason,
+and counts what it recorded in the self-metrics.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from exporter import identity
+from exporter.domain import Document, FlowRun, Unrecognized, ValidationMessage
+from exporter.metrics.flows import SelfMetrics
+from exporter.normalize import normalize_body
+from exporter.payloads.decode import PayloadError
+from exporter.recorder import Cursor, Recorder, Result
+from exporter.records import lag_seconds
+from exporter.rejections import Rejected, Rejection
+from exporter.stores.protocol import StoreUnavailable
+from exporter.verify.recipients import check_recipients
+
+log = logging.getLogger(__name__)
+
+
+class Source(enum.StrEnum):
+    """Where notifications come from (protocol notes §18.13)."""
+
+    WEBHOOK = "webhook"
+    JOURNAL = "journal"
+    FLOW_SERVICE = "flow_service"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What a source knows about one body it hands over."""
+
+    source: Source
+    received_at: float
+    # Authenticity was proven (a signature; for pull sources, TLS and the token). An unproven
+    # body that is not JSON is refused; a proven one is kept as a dead letter instead, since a
+    # 4xx would make Adobe drop it for good (protocol notes §18.12).
+    verified: bool
+    # `x-adobe-event-id`, a de-duplication key when the body holds exactly one document.
+    header_event_id: str | None = None
+    # A pull source's position after this body, committed in the same transaction.
+    cursor: Cursor | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ingested:
+    """The results of one body's documents, in order."""
+
+    results: list[Result]
+
+    def summary(self) -> dict[str, int]:
+        """How many documents had each result."""
+        return dict(Counter(result.value for result in self.results))
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientRules:
+    """Which Adobe I/O registrations' documents are ours (protocol notes §18.11)."""
+
+    client_ids: frozenset[str] = frozenset()
+    require: bool = False
+
+
+class Pipeline:
+    """Normalizes, checks recipients, records durably and counts; shared by every source."""
+
+    def __init__(
+        self,
+        recorder: Recorder,
+        metrics: SelfMetrics,
+        *,
+        recipients: RecipientRules,
+        max_json_depth: int,
+    ) -> None:
+        self._recorder = recorder
+        self._metrics = metrics
+        self._recipients = recipients
+        self._max_json_depth = max_json_depth
+
+    async def ingest_body(self, body: bytes, delivery: Delivery) -> Ingested:
+        """Split a body into documents and ingest them; Rejected if it is refused as a whole."""
+        try:
+            documents = normalize_body(
+                body,
+                received_at=delivery.received_at,
+                header_event_id=delivery.header_event_id,
+                max_depth=self._max_json_depth,
+            )
+        except PayloadError as exc:
+            if not delivery.verified:
+                detail = f"body is not usable JSON: {exc.reason}"
+                raise Rejected(Rejection.INVALID_JSON, detail) from None
+            documents = [_whole_body_dead_letter(body, exc.reason, delivery.header_event_id)]
+        if not documents:
+            documents = [_whole_body_dead_letter(body, "empty delivery", delivery.header_event_id)]
+        return await self.ingest(documents, delivery)
+
+    async def ingest(self, documents: Sequence[Document], delivery: Delivery) -> Ingested:
+        """Record normalized documents durably and count them; Rejected if they are refused."""
+        if self._recipients.client_ids:
+            # Dead letters carry no recipient; they are stored, never refused.
+            missing = check_recipients(
+                [doc for doc in documents if not isinstance(doc.event, Unrecognized)],
+                client_ids=self._recipients.client_ids,
+                require=self._recipients.require,
+            )
+            if missing:
+                self._metrics.recipient_missing.inc(missing)
+        if not self._recorder.ready:
+            raise Rejected(Rejection.STORE_UNAVAILABLE, "state store unavailable")
+        try:
+            results = await self._recorder.record(documents, delivery.received_at, delivery.cursor)
+        except StoreUnavailable as exc:
+            raise Rejected(Rejection.STORE_UNAVAILABLE, str(exc)) from None
+        for doc in documents:
+            if isinstance(doc.event, ValidationMessage):
+                log.warning(
+                    "Adobe asked for asynchronous webhook validation: open the validation URL "
+                    "within 5 minutes url=%s",
+                    doc.event.url,
+                )
+        self._count(documents, results, delivery.received_at)
+        return Ingested(results)
+
+    def _count(
+        self, documents: Sequence[Document], results: list[Result], received_at: float
+    ) -> None:
+        """Self-metrics for recorded documents: outcomes, anomalies, lag, last notification."""
+        metrics = self._metrics
+        for doc, result in zip(documents, results, strict=True):
+            if result is Result.VALIDATION:
+                continue
+            metrics.notifications.labels(doc.kind.value, result.value).inc()
+            if result is not Result.RECORDED:
+                continue
+            for name in doc.anomalies:
+                metrics.anomalies.labels(name).inc()
+            if isinstance(doc.event, FlowRun):
+                lag = lag_seconds(doc.event, received_at)
+                if lag is not None:
+                    metrics.notification_lag.observe(lag)
+            metrics.last_notification.set(received_at)
+
+
+def _whole_body_dead_letter(body: bytes, reason: str, header_event_id: str | None) -> Document:
+    """A proven body that is not JSON is still kept, whole, as one dead letter."""
+    keys = [identity.content_key(body)]
+    if header_event_id:
+        keys.append(identity.event_key(header_event_id))
+    return Document(
+        event=Unrecognized(reason=reason),
+        dedup_keys=tuple(keys),
+        event_id=header_event_id,
+        raw=body,
+    )

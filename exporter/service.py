@@ -1,0 +1,182 @@
+"""The running service's parts, wired once from settings, and the background work they need."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+
+from exporter.catalogue import Catalogue, load_catalogue
+from exporter.config import Settings
+from exporter.ingest import Pipeline, RecipientRules
+from exporter.metrics.flows import FlowCollector, SelfMetrics
+from exporter.metrics.rendering import FlowExposition
+from exporter.recorder import BatchOutcome, Limits, Recorder
+from exporter.sources.webhook import WebhookSource
+from exporter.stores.protocol import DeadLetterBounds, StoreUnavailable
+from exporter.stores.sqlite import SQLiteStore
+from exporter.verify.keys import PublicKeyStore
+from exporter.verify.signatures import DeliveryVerifier
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_INTERVAL = 60.0
+READINESS_RETRY_INTERVAL = 2.0
+
+
+@dataclass
+class Exporter:
+    """Everything a running exporter holds; built once, shared by its listeners."""
+
+    settings: Settings
+    metrics: SelfMetrics
+    recorder: Recorder
+    pipeline: Pipeline
+    webhook: WebhookSource
+    keys: PublicKeyStore | None
+    clock: Callable[[], float]
+    exposition: FlowExposition
+    catalogue: Catalogue = field(default_factory=Catalogue)
+
+    def reload_catalogue(self) -> None:
+        """Re-read the catalogue file; on error keep the current one and raise CatalogueError."""
+        self.catalogue = load_catalogue(self.settings.catalogue_path)
+        log.info("catalogue loaded flows=%d", len(self.catalogue))
+
+
+def build_recorder(
+    settings: Settings, on_ready: Callable[[bool], None] = lambda ready: None
+) -> Recorder:
+    """The write path over the configured state store, with the configured bounds."""
+    limits = Limits(
+        max_flows=settings.max_flows,
+        duration_buckets=settings.duration_buckets,
+        dead_letters=DeadLetterBounds(settings.max_dead_letters, settings.max_dead_letter_bytes),
+    )
+    store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
+    return Recorder(store, limits, on_ready=on_ready)
+
+
+def build_exporter(
+    settings: Settings, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
+) -> Exporter:
+    """Wire the parts from settings; nothing is started or opened yet."""
+    metrics = SelfMetrics(registry, verification_on=settings.verification_on)
+    recorder = build_recorder(settings, lambda ready: metrics.store_ready.set(1 if ready else 0))
+    keys: PublicKeyStore | None = None
+    verifier: DeliveryVerifier | None = None
+    if settings.verification_on:
+        keys = PublicKeyStore(
+            base_url=settings.public_key_base_url,
+            pinned_dir=settings.pinned_keys_dir,
+            cache_ttl=settings.key_cache_ttl,
+            fetch_timeout=settings.key_fetch_timeout,
+            on_fetch=lambda result: metrics.key_fetches.labels(result).inc(),
+        )
+        verifier = DeliveryVerifier(
+            keys=keys, client_secret=settings.client_secret.get_secret_value()
+        )
+    pipeline = Pipeline(
+        recorder,
+        metrics,
+        recipients=RecipientRules(frozenset(settings.client_ids), settings.require_recipient),
+        max_json_depth=settings.max_json_depth,
+    )
+    webhook = WebhookSource(
+        pipeline,
+        metrics,
+        verifier,
+        max_body_bytes=settings.max_body_bytes,
+        read_timeout=settings.read_timeout,
+        max_in_flight=settings.max_in_flight,
+        clock=clock,
+    )
+    exposition = FlowExposition(settings.duration_buckets)
+    exporter = Exporter(settings, metrics, recorder, pipeline, webhook, keys, clock, exposition)
+    exporter.reload_catalogue()
+    metrics.tracked_flows.set_function(lambda: len(recorder.flows))
+    metrics.dead_letters_stored.set_function(lambda: recorder.dead_letters_stored)
+    recorder.on_batch.append(lambda outcome: _count_batch(metrics, outcome))
+    recorder.on_batch.append(lambda outcome: exposition.note_changed(outcome.changed))
+    registry.register(
+        FlowCollector(lambda: recorder.flows, lambda: exporter.catalogue, settings.duration_buckets)
+    )
+    return exporter
+
+
+def _count_batch(metrics: SelfMetrics, outcome: BatchOutcome) -> None:
+    if outcome.overflowed:
+        metrics.flows_overflow.inc(outcome.overflowed)
+    if outcome.dead_letters_added:
+        metrics.dead_letters.inc(outcome.dead_letters_added)
+    if outcome.dead_letters_evicted:
+        metrics.dead_letters_evicted.inc(outcome.dead_letters_evicted)
+
+
+async def _maintain(exporter: Exporter) -> None:
+    """Every minute: expire flows and stale open runs, forget old de-duplication keys."""
+    settings, recorder = exporter.settings, exporter.recorder
+    while True:
+        try:
+            if recorder.ready:
+                await recorder.prune(
+                    now=exporter.clock(),
+                    flow_ttl=settings.flow_ttl,
+                    open_run_ttl=settings.open_run_ttl,
+                    dedup_window=settings.dedup_window,
+                    protected=lambda key: key in exporter.catalogue,
+                )
+        except StoreUnavailable as exc:
+            recorder.mark_ready(False, str(exc))
+        await asyncio.sleep(MAINTENANCE_INTERVAL)
+
+
+async def _watch_store(recorder: Recorder) -> None:
+    """While the store is not ready, probe it with a real write and restore readiness."""
+    while True:
+        await asyncio.sleep(READINESS_RETRY_INTERVAL)
+        if not recorder.ready:
+            await recorder.probe()
+
+
+@contextlib.asynccontextmanager
+async def running(exporter: Exporter) -> AsyncIterator[None]:
+    """Open the store and run the background tasks; on exit stop them and close everything."""
+    recorder = exporter.recorder
+    await recorder.open()
+    for state in recorder.flows.values():
+        exporter.metrics.last_notification.set(state.last_received)
+    # The loaded records live long: keep the cyclic collector from rescanning them (its full
+    # passes over 10 000 flows pause the event loop for tens of milliseconds).
+    gc.freeze()
+    log.info(
+        "state loaded flows=%d dead_letters=%d path=%s",
+        len(recorder.flows),
+        recorder.dead_letters_stored,
+        exporter.settings.state_path,
+    )
+    tasks = [
+        asyncio.create_task(_maintain(exporter), name="maintenance"),
+        asyncio.create_task(_watch_store(recorder), name="store-watch"),
+        asyncio.create_task(
+            exporter.exposition.warm(lambda: recorder.flows, lambda: exporter.catalogue),
+            name="exposition-warm",
+        ),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if exporter.keys is not None:
+            await exporter.keys.close()
+        await recorder.close()

@@ -1,0 +1,146 @@
+"""The webhook source: Adobe's challenge, then each delivery read within limits, verified, ingested.
+
+It owns only what is HTTP: reading the body, the signature check on the raw bytes, the in-flight
+bound, and the mapping of pipeline results and rejections to answers Adobe acts on (protocol
+notes §1.5: any 4xx but 429 drops an event, 5xx is retried for 24 h).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiohttp import hdrs, web
+
+from exporter.ingest import Delivery, Pipeline, Source
+from exporter.metrics.flows import SelfMetrics
+from exporter.rejections import Rejected, Rejection
+from exporter.verify.signatures import DeliveryVerifier
+
+log = logging.getLogger(__name__)
+
+UNSIGNED_WARNING_INTERVAL = 60.0
+# The answer to each refusal; every reason not listed here is a 401.
+_STATUS = {
+    Rejection.KEY_UNAVAILABLE: 503,
+    Rejection.STORE_UNAVAILABLE: 503,
+    Rejection.TOO_MANY_IN_FLIGHT: 503,
+    Rejection.BODY_TOO_LARGE: 413,
+    Rejection.READ_TIMEOUT: 408,
+    Rejection.INVALID_JSON: 400,
+}
+_TEXT = {
+    Rejection.KEY_UNAVAILABLE: "delivery not verified",
+    Rejection.BAD_SIGNATURE: "delivery not verified",
+    Rejection.MISSING_SIGNATURE: "delivery not verified",
+    Rejection.RECIPIENT_MISMATCH: "not a recipient of this delivery",
+    Rejection.RECIPIENT_MISSING: "not a recipient of this delivery",
+    Rejection.STORE_UNAVAILABLE: "state store unavailable",
+    Rejection.TOO_MANY_IN_FLIGHT: "too many deliveries in flight",
+}
+# Retry-After on a 503: Adobe retries anyway; this paces other senders.
+_RETRY_AFTER = {Rejection.TOO_MANY_IN_FLIGHT: "5"}
+
+
+class WebhookSource:
+    """Serves the webhook path: GET answers the challenge, POST delivers notifications."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        metrics: SelfMetrics,
+        verifier: DeliveryVerifier | None,
+        *,
+        max_body_bytes: int,
+        read_timeout: float,
+        max_in_flight: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._pipeline = pipeline
+        self._metrics = metrics
+        self._verifier = verifier
+        self._max_body_bytes = max_body_bytes
+        self._read_timeout = read_timeout
+        self._max_in_flight = max_in_flight
+        self._clock = clock
+        self.in_flight = 0
+        self._last_unsigned_warning = -UNSIGNED_WARNING_INTERVAL
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """POST: a delivery; GET: the registration challenge (protocol notes §1.1)."""
+        if request.method == hdrs.METH_GET:
+            challenge = request.query.get("challenge")
+            if challenge is None:
+                return web.Response(status=400, text="missing challenge parameter\n")
+            return web.Response(text=challenge, content_type="text/plain")
+        if request.method != hdrs.METH_POST:
+            self._metrics.rejected.labels(Rejection.METHOD_NOT_ALLOWED.value).inc()
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+
+        started = time.perf_counter()
+        if request.headers.get("x-adobe-retry-count"):
+            self._metrics.delivery_retries.inc()
+        if self.in_flight >= self._max_in_flight:
+            return self._refuse(Rejected(Rejection.TOO_MANY_IN_FLIGHT))
+        self.in_flight += 1
+        try:
+            return await self._deliver(request)
+        except Rejected as rejected:
+            return self._refuse(rejected)
+        finally:
+            self.in_flight -= 1
+            self._metrics.delivery_duration.observe(time.perf_counter() - started)
+
+    async def _deliver(self, request: web.Request) -> web.Response:
+        body = await self._read_body(request)
+        if self._verifier is not None:
+            await self._verifier.verify(request.headers, body)
+        else:
+            self._warn_unsigned()
+        delivery = Delivery(
+            source=Source.WEBHOOK,
+            received_at=self._clock(),
+            verified=self._verifier is not None,
+            header_event_id=request.headers.get("x-adobe-event-id") or None,
+        )
+        ingested = await self._pipeline.ingest_body(body, delivery)
+        return web.json_response({"status": "ok", "documents": ingested.summary()})
+
+    def _refuse(self, rejected: Rejected) -> web.Response:
+        reason = rejected.reason
+        self._metrics.rejected.labels(reason.value).inc()
+        status = _STATUS.get(reason, 401)
+        headers = {"Retry-After": _RETRY_AFTER.get(reason, "30")} if status == 503 else None
+        text = _TEXT.get(reason, rejected.detail)
+        return web.Response(status=status, text=text + "\n", headers=headers)
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """Read the body within the size limit (chunked bodies too) and the read timeout."""
+        limit = self._max_body_bytes
+        too_large = Rejected(Rejection.BODY_TOO_LARGE, f"body larger than {limit} bytes")
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                async for chunk in request.content.iter_any():
+                    size += len(chunk)
+                    if size > limit:
+                        raise too_large
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise Rejected(Rejection.READ_TIMEOUT, "request body not received in time") from None
+        except web.RequestPayloadError as exc:
+            # A Content-Encoding that does not decode: the sender's error, never a 500.
+            raise Rejected(Rejection.INVALID_JSON, f"request body not decodable: {exc}") from None
+        return b"".join(chunks)
+
+    def _warn_unsigned(self) -> None:
+        """Warn that an unsigned delivery was accepted, at most once a minute."""
+        now = time.monotonic()
+        if now - self._last_unsigned_warning >= UNSIGNED_WARNING_INTERVAL:
+            self._last_unsigned_warning = now
+            log.warning("accepted an unsigned delivery: verification is off (insecure mode)")

@@ -1,0 +1,27 @@
+"""Recipient ids: refuse documents meant for another Adobe I/O registration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from exporter.domain import Document
+from exporter.rejections import Rejected, Rejection
+
+
+def check_recipients(
+    documents: Sequence[Document], *, client_ids: frozenset[str], require: bool
+) -> int:
+    """Refuse documents naming another recipient (or none, if required); count those naming none."""
+    if not client_ids:
+        return 0
+    missing = 0
+    for document in documents:
+        if not document.recipient:
+            missing += 1
+        # Client ids are API keys, not secrets: plain set membership is fine here.
+        elif document.recipient not in client_ids:
+            raise Rejected(Rejection.RECIPIENT_MISMATCH, "a document names another recipient")
+    # AEP may not send a recipient id at all (reference §6 item 2), hence opt-in strictness.
+    if missing and require:
+        raise Rejected(Rejection.RECIPIENT_MISSING, f"{missing} document(s) without recipient")
+    return missing
