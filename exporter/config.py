@@ -17,7 +17,7 @@ from exporter.durations import parse_duration
 
 DEFAULT_DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 ADOBE_KEY_BASE_URL = "https://static.adobeioevents.com"
-# Adobe: "cache expiry of not more than 24h" (reference §1.3.1).
+# Adobe: "cache expiry of not more than 24h" (protocol notes §1.3.1).
 MAX_KEY_CACHE_TTL = 86400.0
 
 

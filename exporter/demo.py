@@ -1,7 +1,7 @@
 """`make demo`: the exporter on loopback, verifying real signatures, fed the sample payloads.
 
 A throwaway RSA key pair stands in for Adobe's: its public half is pinned, its private half signs
-each sample exactly as Adobe I/O Events does (RSA-SHA256 over the raw body, reference §1.3.1).
+each sample exactly as Adobe I/O Events does (RSA-SHA256 over the raw body, protocol notes §1.3.1).
 Where Debian's prometheus and prometheus-alertmanager are installed they are started too, with
 the shipped rules and Alertmanager routes. Everything listens on 127.0.0.1 and stops on Ctrl-C.
 """

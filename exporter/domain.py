@@ -29,7 +29,7 @@ class ActivityStatus(enum.StrEnum):
 
 
 class AlertKind(enum.StrEnum):
-    """Which Adobe-side alert a document is about (PRODUCT.md "Alerts")."""
+    """Which Adobe-side alert a document is about (protocol notes §18.9)."""
 
     DELAY = "delay"
     ERROR_RATE = "error_rate"
@@ -131,7 +131,7 @@ class OtherService:
 
 @dataclass(frozen=True, slots=True)
 class ValidationMessage:
-    """The asynchronous-validation control message `{"validationUrl": ...}` (reference §1.1)."""
+    """The asynchronous-validation message `{"validationUrl": ...}` (protocol notes §1.1)."""
 
     url: str
 
@@ -163,7 +163,7 @@ class Document:
     """One normalized notification document of a delivery; its kind is its event's type."""
 
     event: Event
-    # De-duplication keys (PRODUCT.md "De-duplication keys"); a duplicate if any was seen.
+    # De-duplication keys (protocol notes §18.7); a duplicate if any was seen.
     dedup_keys: tuple[str, ...]
     # JSON field names whose present values were invalid and treated as unknown.
     anomalies: tuple[str, ...] = ()

@@ -185,7 +185,7 @@ def _within_cap(names: list[str], known: dict[str, Any], cap: int) -> dict[str, 
 
 
 def _remember_metadata(state: FlowState, flow_name: str | None, ims_org: str | None) -> None:
-    # The newest payload (by receipt) wins for names (PRODUCT.md aep_flow_info).
+    # The newest payload (by receipt) wins for names (protocol notes §18.18).
     if flow_name:
         state.flow_name = flow_name
     if ims_org:

@@ -43,8 +43,8 @@ FED_SCENARIO = (
     "window that covers the feed and at least two scrapes after it."
 )
 
-# Selectors. Per-flow series are folded over replicas before anything else (PRODUCT.md
-# "Replicas": several replicas may serve the same numbers), increase() included: see flow_counter.
+# Selectors. Per-flow series are folded over replicas before anything else (protocol notes
+# §18.15: several replicas may serve the same numbers), increase() included: see flow_counter.
 FLEET = ('sandbox=~"$sandbox"', 'flow_id=~"$flow"')
 ONE = ('sandbox="$sandbox"', 'flow_id="$flow"')
 INSTANCE = ('instance=~"$instance"',)

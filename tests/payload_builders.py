@@ -1,4 +1,4 @@
-"""Small builders of Adobe-shaped payloads for tests (shapes from reference §4.2)."""
+"""Small builders of Adobe-shaped payloads for tests (shapes from protocol notes §4.2)."""
 
 from __future__ import annotations
 

@@ -40,7 +40,7 @@ REJECT_REASONS = (
 )
 COUNTED_KINDS = tuple(k.value for k in DocumentKind if k is not DocumentKind.VALIDATION)
 COUNTED_RESULTS = tuple(r.value for r in Result if r is not Result.VALIDATION)
-# Adobe gives up on a delivery after 10 s (reference §1.5): buckets resolve that edge.
+# Adobe gives up on a delivery after 10 s (protocol notes §1.5): buckets resolve that edge.
 DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0)
 LAG_BUCKETS = (10, 60, 300, 900, 1800, 3600, 7200, 14400, 43200, 86400, 172800, 259200)
 

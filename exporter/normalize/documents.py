@@ -40,12 +40,12 @@ from exporter.payloads.shapes import (
     parse_shape,
 )
 
-# Adobe batches hold up to 20 events (100 in the legacy FAQ, reference §1.4). A body splitting
+# Adobe batches hold up to 20 events (100 in the legacy FAQ, protocol notes §1.4). A body splitting
 # into more is not a delivery we understand, and classifying hundreds of thousands of tiny
 # documents would stall the event loop past Adobe's 10 s timeout: it becomes one unknown document.
 MAX_DOCUMENTS = 1000
 
-# Event codes of other AEP services (reference §4.1, §4.3): acknowledged, never a source flow.
+# Event codes of other AEP services (protocol notes §4.1, §4.3): acknowledged, never a source flow.
 _OTHER_SERVICE_PREFIXES = ("identity_", "profile_", "segment_", "destination_")
 
 _OTHER_SERVICE_CODES = frozenset({"platform_event"})
@@ -96,8 +96,8 @@ _END = object()
 
 def _split(value: Any) -> Iterator[_Part]:
     """Yield the documents of a decoded body: arrays are batches, `messages` hold one each."""
-    # An explicit stack: nested arrays never make this recurse (reference §1.4: a top-level array
-    # may be an I/O batch or the AEP failure form, so every element is classified by shape).
+    # An explicit stack: nested arrays never make this recurse (protocol notes §1.4: a top-level
+    # array may be an I/O batch or the AEP failure form, so every element is classified by shape).
     pending: list[Iterator[Any]] = [iter((value,))]
     while pending:
         item = next(pending[-1], _END)
@@ -144,7 +144,7 @@ def _document(part: _Part, header_id: str | None, latest: float) -> Document:
 
 
 def _classify(obj: Any, latest: float) -> Classified:
-    """Classify a document that is not a message, by its shape (reference §4.6)."""
+    """Classify a document that is not a message, by its shape (protocol notes §4.6)."""
     if not isinstance(obj, dict):
         return unknown("document is not an object")
     if "validationUrl" in obj:

@@ -47,9 +47,9 @@ _STATE_BY_STATUS: Mapping[str, str] = {
     "inprogress": _STARTED,
 }
 
-# Outcome from the event code when the run has no usable status (PRODUCT.md "Outcome");
+# Outcome from the event code when the run has no usable status (protocol notes §18.1);
 # `source_flow_run_info` is absent on purpose: it announces both starts and successes.
-# `sources_flow_run_started` is seen only in third-party code (reference §4.3).
+# `sources_flow_run_started` is seen only in third-party code (protocol notes §4.3).
 _STATE_BY_CODE: Mapping[str, str] = {
     "sources_flow_run_success": Outcome.SUCCESS,
     "sources_flow_run_failed": Outcome.FAILED,
@@ -119,7 +119,7 @@ def run_document(run: RunObject, code: str | None, latest: float) -> Classified:
             anomalies.append("completedAtUTC")
             completed = None
     if completed is None:
-        # Only run-level fields: activities' times are nonsense in the docs (reference §4.4).
+        # Only run-level fields: activities' times are nonsense in the docs (protocol notes §4.4).
         completed = time_field(run.updated_at, "updatedAt", anomalies, latest)
     sizes = section(metrics, "sizeSummary", anomalies)
     records = section(metrics, "recordSummary", anomalies)
@@ -163,7 +163,7 @@ def alert_document(alert: AlertDocument, latest: float) -> Classified:
     else:
         kind = AlertKind.OTHER
     firing = alert.status == "FIRING"
-    # The document's own time orders alert states (PRODUCT.md "Alerts").
+    # The document's own time orders alert states (protocol notes §18.9).
     if firing:
         at = time_field(alert.created_at, "createdAt", anomalies, latest)
     else:

@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.domain import OTHER
 
-# Label values for error codes and activities (PRODUCT.md "Errors", "Activity label").
+# Label values for error codes and activities (protocol notes §18.5, §18.6).
 _LABEL = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 # Identifiers (flow, run, sandbox, event ids): printable, no whitespace. Never cleaned silently,
@@ -37,7 +37,7 @@ FLOW_ID_LIMIT = 128
 
 URL_LIMIT = 2048
 
-# Below 1e11 a time is seconds, otherwise milliseconds (reference §4.4: both occur).
+# Below 1e11 a time is seconds, otherwise milliseconds (protocol notes §4.4: both occur).
 _MS_THRESHOLD = 1e11
 
 # 9999-12-31T23:59:59Z: beyond it a time is garbage, and datetime could not show it anyway.
@@ -141,12 +141,12 @@ def _seconds(value: Any) -> float | None:
     # NaN fails both comparisons; ints are compared exactly, never converted while huge.
     if not 0 < value <= _MAX_SECONDS * 1000:
         raise _Invalid
-    # Seconds in the seed success example, milliseconds elsewhere (reference §4.4).
+    # Seconds in the seed success example, milliseconds elsewhere (protocol notes §4.4).
     return float(value) if value < _MS_THRESHOLD else value / 1000
 
 
 def _iso_seconds(text: str) -> float:
-    """Epoch seconds of an ISO-8601 time (alert documents use them, reference §4.2 C)."""
+    """Epoch seconds of an ISO-8601 time (alert documents use them, protocol notes §4.2 C)."""
     if len(text) > 64:
         raise _Invalid
     try:

@@ -41,7 +41,7 @@ class Envelope(Shape):
 
 
 class LegacyWrapper(Envelope):
-    """`{"event_id": ..., "event": {run}}`: the seed success example (reference §4.2 A)."""
+    """`{"event_id": ..., "event": {run}}`: the seed success example (protocol notes §4.2 A)."""
 
     event: dict[str, Any]
 
@@ -66,7 +66,7 @@ class Message(Envelope):
 
 
 class CloudEvent(Envelope):
-    """CloudEvents 1.0 as I/O Events sends it: the run is `data` (reference §1.2)."""
+    """CloudEvents 1.0 as I/O Events sends it: the run is `data` (protocol notes §1.2)."""
 
     specversion: Any
     type: Any = None
@@ -74,7 +74,7 @@ class CloudEvent(Envelope):
 
 
 class ValidationRequest(Shape):
-    """The asynchronous-validation control message `{"validationUrl": ...}` (reference §1.1)."""
+    """The asynchronous-validation message `{"validationUrl": ...}` (protocol notes §1.1)."""
 
     validation_url: str = Field(alias="validationUrl")
 
@@ -98,7 +98,7 @@ class HeaderCarrier(Shape):
 
 
 class AlertDocument(Shape):
-    """An Adobe alert (delay, error rate): the newer alert schema (reference §4.2 C)."""
+    """An Adobe alert (delay, error rate): the newer alert schema (protocol notes §4.2 C)."""
 
     status: Literal["FIRING", "INACTIVE"]
     flow_id: Any = Field(default=None, alias="flowId")

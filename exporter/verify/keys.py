@@ -22,15 +22,15 @@ logger = logging.getLogger(__name__)
 
 _V = TypeVar("_V")
 
-# Adobe sends paths like /prod/keys/pub-key-Ptc2pD9vT9.pem (reference §1.2). Its own libraries
-# concatenate host and header path unchecked (reference §1.3.2); we refuse anything that could
+# Adobe sends paths like /prod/keys/pub-key-Ptc2pD9vT9.pem (protocol notes §1.2). Its own libraries
+# concatenate host and header path unchecked (protocol notes §1.3.2); we refuse anything that could
 # change the host or escape the key directory: '@', '\', '%', ':', '?', '#' are simply not in
 # the allowed alphabet, and `..`, `//` and dot-segments are refused on top.
 _KEY_PATH = re.compile(r"/[A-Za-z0-9/_.-]*[A-Za-z0-9_-]\.pem")
 MAX_KEY_PATH_LENGTH = 256
 # A PEM RSA public key is well under 1 KiB; anything this large is not a key.
 MAX_KEY_BYTES = 64 * 1024
-# Adobe asks for "a retry mechanism ... in case of any transient error" (reference §1.3.1).
+# Adobe asks for "a retry mechanism ... in case of any transient error" (protocol notes §1.3.1).
 FETCH_ATTEMPTS = 2
 RETRY_DELAY = 0.1
 # A failed fetch is remembered this long, so a burst of deliveries during a key-host outage
@@ -93,7 +93,7 @@ class PublicKeyStore:
     """Signature public keys by header path: pinned, cached for at most `cache_ttl`, or fetched.
 
     Pinned keys are matched by file name (the path's last segment), the same key Adobe's own
-    library caches under (reference §1.3.2), so rotating Adobe's directory does not unpin them.
+    library caches under (protocol notes §1.3.2), so rotating Adobe's directory does not unpin them.
     """
 
     def __init__(

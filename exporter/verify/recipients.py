@@ -21,7 +21,7 @@ def check_recipients(
         # Client ids are API keys, not secrets: plain set membership is fine here.
         elif document.recipient not in client_ids:
             raise Rejected(Rejection.RECIPIENT_MISMATCH, "a document names another recipient")
-    # AEP may not send a recipient id at all (reference §6 item 2), hence opt-in strictness.
+    # AEP may not send a recipient id at all (protocol notes §6 item 2), hence opt-in strictness.
     if missing and require:
         raise Rejected(Rejection.RECIPIENT_MISSING, f"{missing} document(s) without recipient")
     return missing

@@ -17,7 +17,7 @@ from exporter.verify.keys import KeyPathRejected, KeyUnavailable, PublicKeyStore
 
 logger = logging.getLogger(__name__)
 
-# (signature header, public key path header), in the order Adobe numbers them (reference §1.2).
+# (signature header, public key path header), in the order Adobe numbers them (protocol notes §1.2).
 SIGNATURE_HEADERS = (
     ("x-adobe-digital-signature-1", "x-adobe-public-key1-path"),
     ("x-adobe-digital-signature-2", "x-adobe-public-key2-path"),
@@ -26,7 +26,7 @@ HMAC_HEADER = "x-adobe-signature"
 
 
 class DeliveryVerifier:
-    """Proves a delivery came from Adobe I/O Events (reference §1.3, §3)."""
+    """Proves a delivery came from Adobe I/O Events (protocol notes §1.3, §3)."""
 
     def __init__(self, *, keys: PublicKeyStore, client_secret: str = "") -> None:
         self._keys = keys
@@ -48,7 +48,7 @@ class DeliveryVerifier:
                 if await self._signature_verifies(signature, path, body):
                     return
             except KeyUnavailable as exc:
-                # Adobe retries a 5xx for 24 h (reference §1.5): the key host may come back.
+                # Adobe retries a 5xx for 24 h (protocol notes §1.5): the key host may come back.
                 key_missing = True
                 logger.debug("signature %d not checked: %s", number, exc)
         if key_missing:
@@ -57,7 +57,8 @@ class DeliveryVerifier:
 
     async def _signature_verifies(self, signature: str, path: str | None, body: bytes) -> bool:
         # "if any one of the signature validations is successful, then the event is valid";
-        # RSASSA-PKCS1-v1_5 with SHA-256 over the raw bytes, Base64 signature (reference §1.3.1).
+        # RSASSA-PKCS1-v1_5 with SHA-256 over the raw bytes, Base64 signature (protocol notes
+        # §1.3.1).
         try:
             signature_bytes = base64.b64decode(signature, validate=True)
         except ValueError:  # binascii.Error, or non-ASCII text
@@ -79,7 +80,7 @@ class DeliveryVerifier:
         return True
 
     def _verify_hmac(self, headers: Mapping[str, str], body: bytes) -> None:
-        # Legacy: Base64(HMAC-SHA256(raw body, client secret)) (reference §1.3.3).
+        # Legacy: Base64(HMAC-SHA256(raw body, client secret)) (protocol notes §1.3.3).
         header = headers.get(HMAC_HEADER)
         if not self._client_secret or not header:
             raise Rejected(Rejection.MISSING_SIGNATURE, "no digital signature")

@@ -32,7 +32,7 @@ def flow_id(number: int) -> str:
 def _run(
     run_id: str, flow: int, *, completed_ms: int, duration_ms: int, failed: bool
 ) -> dict[str, Any]:
-    """A Flow Service run object with every section the exporter reads (reference §4.4)."""
+    """A Flow Service run object with every section the exporter reads (protocol notes §4.4)."""
     status: dict[str, Any] = {"status": "failed" if failed else "success"}
     if failed:
         status["errors"] = [
@@ -67,7 +67,7 @@ def _run(
 
 
 def _cloud_event(event_id: str, code: str, data: dict[str, Any]) -> dict[str, Any]:
-    """The CloudEvents 1.0 envelope Adobe I/O Events delivers (reference §1.2)."""
+    """The CloudEvents 1.0 envelope Adobe I/O Events delivers (protocol notes §1.2)."""
     return {
         "specversion": "1.0",
         "type": code,
@@ -157,7 +157,7 @@ class SigningKey:
 
 
 def signed_request(private: rsa.RSAPrivateKey, body: bytes, event_id: str) -> bytes:
-    """A raw HTTP/1.1 POST carrying the body and Adobe's signature headers (reference §1.3.1)."""
+    """A raw HTTP/1.1 POST with the body and Adobe's signature headers (protocol notes §1.3.1)."""
     signature = base64.b64encode(private.sign(body, padding.PKCS1v15(), hashes.SHA256()))
     head = (
         "POST /webhook HTTP/1.1\r\n"

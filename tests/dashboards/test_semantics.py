@@ -1,6 +1,6 @@
 """Key panel queries give the right numbers on synthetic series, evaluated by the real promtool.
 
-The flow CRM is served by two replicas with identical numbers (PRODUCT.md "Replicas"): every
+The flow CRM is served by two replicas with identical numbers (protocol notes §18.15): every
 result below would double if a query summed them instead of folding them. The flow "rollout" moves
 from one pod to its replacement mid-window, the new pod carrying the persisted counters: its runs
 count whole only when the fold comes before increase().

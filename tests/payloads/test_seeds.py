@@ -1,4 +1,4 @@
-"""The two documented seed examples normalize field by field (PRODUCT.md decisions)."""
+"""The two documented seed examples normalize field by field (protocol notes §18)."""
 
 from __future__ import annotations
 

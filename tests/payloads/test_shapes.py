@@ -1,4 +1,4 @@
-"""Every documented payload shape is classified by shape and normalized (reference §4.2, §4.6)."""
+"""Every documented payload shape is classified and normalized (protocol notes §4.2, §4.6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Value rules: times, counts, error codes, activity labels, names (PRODUCT.md decisions)."""
+"""Value rules: times, counts, error codes, activity labels, names (protocol notes §18)."""
 
 from __future__ import annotations
 

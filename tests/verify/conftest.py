@@ -43,7 +43,7 @@ class SigningKey:
 
     @property
     def public_pem(self) -> bytes:
-        """The public key as SPKI PEM, the format Adobe serves (reference §1.3.1)."""
+        """The public key as SPKI PEM, the format Adobe serves (protocol notes §1.3.1)."""
         return self.private.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )

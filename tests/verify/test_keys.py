@@ -1,4 +1,4 @@
-"""The public key store: path checks, fetching, caching, pinning (reference §1.3.1, §1.3.2)."""
+"""The public key store: path checks, fetching, caching, pinning (protocol notes §1.3.1, §1.3.2)."""
 
 from __future__ import annotations
 

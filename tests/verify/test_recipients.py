@@ -1,4 +1,4 @@
-"""Recipient ids: a delivery meant for another client id is refused (PRODUCT.md edges table)."""
+"""Recipient ids: a delivery meant for another client id is refused (protocol notes §18.11)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_a_foreign_recipient_is_a_mismatch() -> None:
 
 def test_the_deprecated_field_is_checked_like_the_new_one() -> None:
     """A recipient resolved from recipient_client_id is held to the same client ids."""
-    # Document.recipient resolves recipientclientid, else recipient_client_id (reference §1.2):
+    # Document.recipient resolves recipientclientid, else recipient_client_id (protocol notes §1.2):
     # the check sees one value whichever field carried it.
     with pytest.raises(Rejected) as caught:
         check_recipients([document("deprecated-field-id")], client_ids=OURS, require=False)

@@ -1,4 +1,4 @@
-"""Delivery signatures: Adobe's two RSA-SHA256 signatures and the legacy HMAC (reference §1.3)."""
+"""Delivery signatures: Adobe's RSA-SHA256 signatures and the legacy HMAC (protocol notes §1.3)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ async def test_a_valid_signature_on_key_two_only_is_accepted(
 async def test_a_bad_signature_one_is_saved_by_signature_two(
     verifier: DeliveryVerifier, signing_keys: SigningKeys, fetches: list[str]
 ) -> None:
-    """Either signature verifying accepts the delivery (reference §1.3.1)."""
+    """Either signature verifying accepts the delivery (protocol notes §1.3.1)."""
     headers = signed_headers(
         (signing_keys.stranger.sign(BODY), KEY1_PATH), (signing_keys.two.sign(BODY), KEY2_PATH)
     )

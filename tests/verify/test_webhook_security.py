@@ -1,4 +1,4 @@
-"""The webhook's security edge over real HTTP: signatures, keys, recipients (reference §1.3)."""
+"""The webhook's security edge over HTTP: signatures, keys, recipients (protocol notes §1.3)."""
 
 from __future__ import annotations
 
@@ -406,7 +406,7 @@ async def test_a_signed_unreadable_body_is_dead_lettered(
 
 
 def hmac_of(body: bytes, secret: str = SECRET) -> str:
-    """The legacy x-adobe-signature: Base64 HMAC-SHA256 of the raw body (reference §1.3.3)."""
+    """The legacy x-adobe-signature: Base64 HMAC-SHA256 of the raw body (protocol notes §1.3.3)."""
     return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
 
 
