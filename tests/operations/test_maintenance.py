@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,8 @@ import pytest
 
 from exporter.cli import main
 from exporter.recorder import Limits, Recorder
-from exporter.stores.protocol import DeadLetterBounds, StoreUnavailable
-from exporter.stores.sqlite import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
+from exporter.stores.protocol import DeadLetterBounds
+from exporter.stores.sqlite import SQLiteStore
 from tests.conftest import FIXTURES, Clock, MakeClient
 from tests.payload_builders import body, legacy, run_object
 
@@ -103,50 +102,6 @@ def test_replay_records_dead_letters_todays_parser_understands(
     assert [flow.runs["success"] for flow in recorder.flows.values()] == [1]
     # Replaying the same notification again would be a duplicate, never a second count.
     assert main(["dead-letters", "replay", "--all"]) == 0
-
-
-def test_dead_letters_are_bounded(tmp_path: Path) -> None:
-    """Beyond the bounds the oldest dead letters are evicted."""
-    store = SQLiteStore(tmp_path / "state.db", bucket_count=1)
-    store.open()
-    evicted = 0
-    with store.transaction():
-        for number in range(5):
-            evicted += store.add_dead_letter(
-                received_at=float(number), reason="r", event_id=None, doc_hash=f"h{number}",
-                body=b"x" * 100, bounds=DeadLetterBounds(3, 10**6),
-            )  # fmt: skip
-    assert evicted == 2
-    assert [letter.doc_hash for letter in store.dead_letters()] == ["h2", "h3", "h4"]
-    store.close()
-
-
-def test_migrations_run_from_every_earlier_version(tmp_path: Path) -> None:
-    """Every earlier schema (an empty file is version 0) migrates to the current one."""
-    for version in range(SCHEMA_VERSION):
-        path = tmp_path / f"v{version}.db"
-        db = sqlite3.connect(path)
-        for step in MIGRATIONS[:version]:
-            for statement in step:
-                db.execute(statement)
-        db.execute(f"PRAGMA user_version={version}")
-        db.commit()
-        db.close()
-        store = SQLiteStore(path, bucket_count=1)
-        store.open()
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert store.count_keys() == 0
-        store.close()
-
-
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    """A store written by a newer exporter is refused with a message, not damaged."""
-    path = tmp_path / "future.db"
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
-    db.close()
-    with pytest.raises(StoreUnavailable, match="newer than this exporter"):
-        SQLiteStore(path, bucket_count=1).open()
 
 
 async def test_backup_restores_to_identical_metrics(

@@ -1,0 +1,33 @@
+"""The store backends the contract suite runs against: one fixture parameter per backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.stores.protocol import StateStore
+from exporter.stores.sqlite import SQLiteStore
+
+BUCKET_COUNT = 4
+StoreFactory = Callable[[], StateStore]
+
+
+@pytest.fixture(params=["sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    """Open stores of one backend on one fresh database; each call opens another connection."""
+    opened: list[StateStore] = []
+
+    def make() -> StateStore:
+        if request.param == "sqlite":
+            store: StateStore = SQLiteStore(tmp_path / "state.db", bucket_count=BUCKET_COUNT)
+        else:  # pragma: no cover - a new backend adds its branch here
+            raise AssertionError(request.param)
+        store.open()
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
