@@ -24,14 +24,10 @@ The file is read once: a restart applies changes, including renewed certificates
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hmac
 import logging
 import re
-import secrets
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,8 +36,6 @@ import bcrypt
 import yaml
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -52,51 +46,25 @@ from pydantic import (
     model_validator,
 )
 
-from exporter.domain import ExporterError
+from exporter.http.basic_auth import CHALLENGE, BasicAuthGate, PasswordCheck
+from exporter.http.tls import (
+    CLIENT_AUTH,
+    CLIENT_AUTH_REFUSED,
+    CURVES,
+    TLS12_CIPHERS,
+    TLS13_CIPHERS,
+    TLS_VERSIONS,
+    TLS_VERSIONS_REFUSED,
+    TLSSettings,
+    WebConfigError,
+    resolve_path,
+    server_context,
+)
+
+__all__ = ["PasswordCheck", "WebConfig", "WebConfigError", "load_web_config"]
 
 log = logging.getLogger(__name__)
 
-CHALLENGE = 'Basic realm="aep-flow-exporter", charset="UTF-8"'
-# Successful verifications kept; only right credentials get in, so real use needs a handful.
-MAX_CACHED_VERIFICATIONS = 1024
-
-PasswordCheck = Callable[[bytes, bytes], bool]
-
-_CLIENT_AUTH = {
-    "": ssl.CERT_NONE,
-    "NoClientCert": ssl.CERT_NONE,
-    "RequestClientCert": ssl.CERT_NONE,
-    "VerifyClientCertIfGiven": ssl.CERT_OPTIONAL,
-    "RequireAndVerifyClientCert": ssl.CERT_REQUIRED,
-}
-# exporter-toolkit keeps "RequireClientCert" as an alias of RequireAnyClientCert.
-_CLIENT_AUTH_REFUSED = ("RequireAnyClientCert", "RequireClientCert")
-_TLS_VERSIONS = {"TLS12": ssl.TLSVersion.TLSv1_2, "TLS13": ssl.TLSVersion.TLSv1_3}
-_TLS_VERSIONS_REFUSED = ("TLS10", "TLS11")
-# Go's tls.CipherSuites() names for TLS 1.2 and before, as OpenSSL spells them.
-_TLS12_CIPHERS = {
-    "TLS_RSA_WITH_AES_128_CBC_SHA": "AES128-SHA",
-    "TLS_RSA_WITH_AES_256_CBC_SHA": "AES256-SHA",
-    "TLS_RSA_WITH_AES_128_GCM_SHA256": "AES128-GCM-SHA256",
-    "TLS_RSA_WITH_AES_256_GCM_SHA384": "AES256-GCM-SHA384",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA": "ECDHE-ECDSA-AES128-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA": "ECDHE-ECDSA-AES256-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA": "ECDHE-RSA-AES128-SHA",
-    "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA": "ECDHE-RSA-AES256-SHA",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256": "ECDHE-ECDSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384": "ECDHE-ECDSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256": "ECDHE-RSA-AES128-GCM-SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384": "ECDHE-RSA-AES256-GCM-SHA384",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-RSA-CHACHA20-POLY1305",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256": "ECDHE-ECDSA-CHACHA20-POLY1305",
-}
-# TLS 1.3 suites cannot be chosen in Go's crypto/tls nor in Python's ssl.
-_TLS13_CIPHERS = (
-    "TLS_AES_128_GCM_SHA256",
-    "TLS_AES_256_GCM_SHA384",
-    "TLS_CHACHA20_POLY1305_SHA256",
-)
-_CURVES = ("CurveP256", "CurveP384", "CurveP521", "X25519")
 # exporter-toolkit allows only these headers, some only with these values (web/handler.go).
 _EXTRA_HEADERS: dict[str, tuple[str, ...]] = {
     "Strict-Transport-Security": (),
@@ -107,10 +75,6 @@ _EXTRA_HEADERS: dict[str, tuple[str, ...]] = {
 }
 # $2a$, $2b$ and $2y$ name the same algorithm (2y is PHP's and htpasswd's spelling).
 _BCRYPT_HASH = re.compile(r"\$2[aby]\$(?P<cost>\d\d)\$[./A-Za-z0-9]{53}")
-
-
-class WebConfigError(ExporterError):
-    """The web config file is invalid; the message is one line naming the file and the problem."""
 
 
 class _Section(BaseModel):
@@ -155,25 +119,25 @@ class _TLSServerConfig(_Section):
     @field_validator("client_auth_type")
     @classmethod
     def _client_auth(cls, value: str) -> str:
-        if value in _CLIENT_AUTH_REFUSED:
+        if value in CLIENT_AUTH_REFUSED:
             raise ValueError(
                 f"{value} is not supported: Python's ssl cannot require a client certificate "
                 "without verifying it; use RequireAndVerifyClientCert with client_ca_file"
             )
-        if value not in _CLIENT_AUTH:
+        if value not in CLIENT_AUTH:
             raise ValueError(
-                f"invalid ClientAuth: {value} (one of {', '.join(list(_CLIENT_AUTH)[1:])})"
+                f"invalid ClientAuth: {value} (one of {', '.join(list(CLIENT_AUTH)[1:])})"
             )
         return value
 
     @field_validator("min_version", "max_version")
     @classmethod
     def _version(cls, value: str) -> str:
-        if value in _TLS_VERSIONS_REFUSED:
+        if value in TLS_VERSIONS_REFUSED:
             raise ValueError(
                 f"{value} is not supported (deprecated in Python's ssl); use TLS12 or TLS13"
             )
-        if value not in _TLS_VERSIONS:
+        if value not in TLS_VERSIONS:
             raise ValueError(f"unknown TLS version: {value}")
         return value
 
@@ -181,7 +145,7 @@ class _TLSServerConfig(_Section):
     @classmethod
     def _ciphers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if name not in _TLS12_CIPHERS and name not in _TLS13_CIPHERS:
+            if name not in TLS12_CIPHERS and name not in TLS13_CIPHERS:
                 raise ValueError(f"unknown cipher: {name}")
         return value
 
@@ -189,13 +153,13 @@ class _TLSServerConfig(_Section):
     @classmethod
     def _curves(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for name in value:
-            if name not in _CURVES:
+            if name not in CURVES:
                 raise ValueError(f"unknown curve: {name}")
         return value
 
     @model_validator(mode="after")
     def _consistent(self) -> _TLSServerConfig:
-        if _TLS_VERSIONS[self.min_version] > _TLS_VERSIONS[self.max_version]:
+        if TLS_VERSIONS[self.min_version] > TLS_VERSIONS[self.max_version]:
             raise ValueError(
                 f"min_version {self.min_version} is above max_version {self.max_version}"
             )
@@ -205,7 +169,7 @@ class _TLSServerConfig(_Section):
             raise ValueError("missing cert_file")
         if not self.key_file:
             raise ValueError("missing key_file")
-        verifies = _CLIENT_AUTH[self.client_auth_type] != ssl.CERT_NONE
+        verifies = CLIENT_AUTH[self.client_auth_type] != ssl.CERT_NONE
         if verifies and not self.client_ca_file:
             raise ValueError(f"client_auth_type {self.client_auth_type} needs client_ca_file")
         if self.client_ca_file and self.client_auth_type in ("", "NoClientCert"):
@@ -261,21 +225,6 @@ class _WebConfigFile(_Section):
 
 
 @dataclass(frozen=True)
-class TLSSettings:
-    """The TLS part of a web config, paths resolved, mapped to Python's ssl."""
-
-    cert_file: Path
-    key_file: Path
-    client_ca_file: Path | None
-    verify_mode: ssl.VerifyMode
-    minimum_version: ssl.TLSVersion
-    maximum_version: ssl.TLSVersion
-    # OpenSSL cipher string for TLS 1.2; None keeps OpenSSL's defaults.
-    ciphers: str | None
-    prefer_server_ciphers: bool
-
-
-@dataclass(frozen=True)
 class WebConfig:
     """A loaded web config: the metrics listener's TLS settings, users and extra headers."""
 
@@ -294,7 +243,7 @@ class WebConfig:
         """A server SSLContext with the certificate loaded; None without tls_server_config."""
         if self.tls is None:
             return None
-        return _server_context(self.path, self.tls)
+        return server_context(self.path, self.tls)
 
     def middleware(self, check_password: PasswordCheck = bcrypt.checkpw) -> Middleware:
         """Basic auth (when users are configured) and the extra headers, for every response.
@@ -302,7 +251,7 @@ class WebConfig:
         `check_password(password, hash)` is the bcrypt verification; tests wrap it to count calls.
         Each call makes a fresh verification cache, so build one per listener.
         """
-        gate = _BasicAuthGate(self.users, check_password) if self.users else None
+        gate = BasicAuthGate(self.users, check_password) if self.users else None
         headers = dict(self.headers)
 
         @web.middleware
@@ -361,148 +310,17 @@ def load_web_config(path: Path) -> WebConfig:
 def _tls_settings(base: Path, tls: _TLSServerConfig) -> TLSSettings | None:
     if not tls.enabled:
         return None
-    ciphers = [_TLS12_CIPHERS[name] for name in tls.cipher_suites if name in _TLS12_CIPHERS]
+    ciphers = [TLS12_CIPHERS[name] for name in tls.cipher_suites if name in TLS12_CIPHERS]
     return TLSSettings(
-        cert_file=_resolve(base, tls.cert_file),
-        key_file=_resolve(base, tls.key_file),
-        client_ca_file=_resolve(base, tls.client_ca_file) if tls.client_ca_file else None,
-        verify_mode=_CLIENT_AUTH[tls.client_auth_type],
-        minimum_version=_TLS_VERSIONS[tls.min_version],
-        maximum_version=_TLS_VERSIONS[tls.max_version],
+        cert_file=resolve_path(base, tls.cert_file),
+        key_file=resolve_path(base, tls.key_file),
+        client_ca_file=resolve_path(base, tls.client_ca_file) if tls.client_ca_file else None,
+        verify_mode=CLIENT_AUTH[tls.client_auth_type],
+        minimum_version=TLS_VERSIONS[tls.min_version],
+        maximum_version=TLS_VERSIONS[tls.max_version],
         ciphers=":".join(ciphers) or None,
         prefer_server_ciphers=tls.prefer_server_cipher_suites,
     )
-
-
-def _resolve(base: Path, name: str) -> Path:
-    # Relative to the config file's directory, as exporter-toolkit's SetDirectory does.
-    path = Path(name)
-    return path if path.is_absolute() else base / path
-
-
-def _server_context(config_path: Path, tls: TLSSettings) -> ssl.SSLContext:
-    def fail(problem: str) -> WebConfigError:
-        return WebConfigError(f"web config {config_path}: {problem}")
-
-    cert_pem = _read(tls.cert_file, "cert_file", fail)
-    key_pem = _read(tls.key_file, "key_file", fail)
-    # cryptography first, for messages that say which file is wrong; ssl's say "PEM lib".
-    try:
-        certificate = x509.load_pem_x509_certificates(cert_pem)[0]
-    except ValueError:
-        raise fail(f"cert_file ({tls.cert_file}) holds no PEM certificate") from None
-    try:
-        key = serialization.load_pem_private_key(key_pem, password=None)
-    except TypeError:
-        raise fail(f"key_file ({tls.key_file}) is encrypted; give an unencrypted key") from None
-    except ValueError:
-        raise fail(f"key_file ({tls.key_file}) holds no PEM private key") from None
-    if _public_der(certificate.public_key()) != _public_der(key.public_key()):
-        raise fail(
-            f"failed to load X509KeyPair: private key in key_file ({tls.key_file}) "
-            f"does not match the certificate in cert_file ({tls.cert_file})"
-        )
-
-    if tls.client_ca_file is not None:
-        try:
-            x509.load_pem_x509_certificates(_read(tls.client_ca_file, "client_ca_file", fail))
-        except ValueError:
-            raise fail(f"client_ca_file ({tls.client_ca_file}) holds no PEM certificate") from None
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = tls.minimum_version
-    context.maximum_version = tls.maximum_version
-    if not tls.prefer_server_ciphers:
-        context.options &= ~ssl.OP_CIPHER_SERVER_PREFERENCE
-    try:
-        if tls.ciphers:
-            context.set_ciphers(tls.ciphers)
-        context.load_cert_chain(tls.cert_file, tls.key_file)
-        if tls.client_ca_file is not None:
-            context.load_verify_locations(cafile=tls.client_ca_file)
-    except ssl.SSLError as exc:
-        raise fail(f"TLS setup failed: {exc.reason or exc}") from None
-    context.verify_mode = tls.verify_mode
-    return context
-
-
-def _read(path: Path, field_name: str, fail: Callable[[str], WebConfigError]) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise fail(f"failed to read {field_name} ({path}): {exc.strerror}") from None
-
-
-def _public_der(key: Any) -> bytes:
-    return bytes(
-        key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-
-
-class _BasicAuthGate:
-    """Checks basic-auth credentials: constant-time names, bcrypt off the loop, cached successes."""
-
-    def __init__(self, users: Mapping[str, bytes], check: PasswordCheck) -> None:
-        self._users = [(name.encode("utf-8"), hashed) for name, hashed in users.items()]
-        self._check = check
-        # An unknown user's password is checked against the costliest configured hash and
-        # the result thrown away: a wrong user name takes as long as a wrong password (no user
-        # enumeration by timing), and nothing slow is computed at start.
-        self._decoy = max((hashed for _, hashed in self._users), key=lambda h: int(h[4:6]))
-        # Cache keys are keyed HMACs: the cache never holds anything a password could be
-        # recovered from faster than from the bcrypt hash itself.
-        self._cache_secret = secrets.token_bytes(32)
-        self._verified: dict[bytes, None] = {}
-        # One bcrypt at a time, as exporter-toolkit's bcryptMtx: a flood of wrong passwords
-        # costs one core, and a scraper with cached credentials never waits for it.
-        self._bcrypt_lock = asyncio.Lock()
-
-    async def admits(self, request: web.Request) -> bool:
-        """Whether the request carries the right password of a configured user."""
-        credentials = _basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
-        if credentials is None:
-            return False
-        user, password = credentials
-        hashed, known = self._decoy, False
-        for name, candidate in self._users:  # compare every name: no early exit to time
-            if hmac.compare_digest(name, user):
-                hashed, known = candidate, True
-        key = hmac.digest(
-            self._cache_secret, len(user).to_bytes(4, "big") + user + hashed + password, "sha256"
-        )
-        if key in self._verified:
-            return True
-        async with self._bcrypt_lock:
-            if key in self._verified:  # verified while this request waited
-                return True
-            matches = await asyncio.to_thread(self._check_password, password, hashed)
-        if not (matches and known):
-            return False
-        if len(self._verified) >= MAX_CACHED_VERIFICATIONS:
-            del self._verified[next(iter(self._verified))]
-        self._verified[key] = None
-        return True
-
-    def _check_password(self, password: bytes, hashed: bytes) -> bool:
-        try:
-            return self._check(password, hashed)
-        except ValueError:  # bcrypt refuses passwords over 72 bytes: a wrong password
-            return False
-
-
-def _basic_credentials(header: str) -> tuple[bytes, bytes] | None:
-    """User and password of an `Authorization: Basic` header, as bytes; None if absent or bad."""
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic":
-        return None
-    try:
-        decoded = base64.b64decode(encoded.strip(), validate=True)
-    except ValueError:
-        return None
-    user, colon, password = decoded.partition(b":")
-    return (user, password) if colon else None
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.http.webconfig import WebConfig, _basic_credentials, load_web_config
+from exporter.http.basic_auth import basic_credentials
+from exporter.http.webconfig import WebConfig, load_web_config
 from tests.webconfig.conftest import (
     PASSWORDS,
     PKI,
@@ -158,7 +159,7 @@ async def test_auth_without_tls_on_plain_listener(
 @given(st.text(max_size=200))
 def test_any_authorization_header_parses_or_is_refused(header: str) -> None:
     """No Authorization header value makes the credential parser raise."""
-    credentials = _basic_credentials(header)
+    credentials = basic_credentials(header)
     assert credentials is None or all(isinstance(part, bytes) for part in credentials)
 
 
@@ -166,4 +167,4 @@ def test_any_authorization_header_parses_or_is_refused(header: str) -> None:
 def test_credentials_round_trip(user: bytes, password: bytes) -> None:
     """Whatever bytes a client encodes come back unchanged, split at the first colon."""
     header = "Basic " + base64.b64encode(user + b":" + password).decode()
-    assert _basic_credentials(header) == (user, password)
+    assert basic_credentials(header) == (user, password)

@@ -1,0 +1,81 @@
+"""Basic auth for the metrics listener: bcrypt off the loop, one at a time, successes cached."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import secrets
+from collections.abc import Callable, Mapping
+
+from aiohttp import hdrs, web
+
+CHALLENGE = 'Basic realm="aep-flow-exporter", charset="UTF-8"'
+# Successful verifications kept; only right credentials get in, so real use needs a handful.
+MAX_CACHED_VERIFICATIONS = 1024
+
+PasswordCheck = Callable[[bytes, bytes], bool]
+
+
+class BasicAuthGate:
+    """Checks basic-auth credentials: constant-time names, bcrypt off the loop, cached successes."""
+
+    def __init__(self, users: Mapping[str, bytes], check: PasswordCheck) -> None:
+        self._users = [(name.encode("utf-8"), hashed) for name, hashed in users.items()]
+        self._check = check
+        # An unknown user's password is checked against the costliest configured hash and
+        # the result thrown away: a wrong user name takes as long as a wrong password (no user
+        # enumeration by timing), and nothing slow is computed at start.
+        self._decoy = max((hashed for _, hashed in self._users), key=lambda h: int(h[4:6]))
+        # Cache keys are keyed HMACs: the cache never holds anything a password could be
+        # recovered from faster than from the bcrypt hash itself.
+        self._cache_secret = secrets.token_bytes(32)
+        self._verified: dict[bytes, None] = {}
+        # One bcrypt at a time, as exporter-toolkit's bcryptMtx: a flood of wrong passwords
+        # costs one core, and a scraper with cached credentials never waits for it.
+        self._bcrypt_lock = asyncio.Lock()
+
+    async def admits(self, request: web.Request) -> bool:
+        """Whether the request carries the right password of a configured user."""
+        credentials = basic_credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
+        if credentials is None:
+            return False
+        user, password = credentials
+        hashed, known = self._decoy, False
+        for name, candidate in self._users:  # compare every name: no early exit to time
+            if hmac.compare_digest(name, user):
+                hashed, known = candidate, True
+        key = hmac.digest(
+            self._cache_secret, len(user).to_bytes(4, "big") + user + hashed + password, "sha256"
+        )
+        if key in self._verified:
+            return True
+        async with self._bcrypt_lock:
+            if key in self._verified:  # verified while this request waited
+                return True
+            matches = await asyncio.to_thread(self._check_password, password, hashed)
+        if not (matches and known):
+            return False
+        if len(self._verified) >= MAX_CACHED_VERIFICATIONS:
+            del self._verified[next(iter(self._verified))]
+        self._verified[key] = None
+        return True
+
+    def _check_password(self, password: bytes, hashed: bytes) -> bool:
+        try:
+            return self._check(password, hashed)
+        except ValueError:  # bcrypt refuses passwords over 72 bytes: a wrong password
+            return False
+
+
+def basic_credentials(header: str) -> tuple[bytes, bytes] | None:
+    """User and password of an `Authorization: Basic` header, as bytes; None if absent or bad."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True)
+    except ValueError:
+        return None
+    user, colon, password = decoded.partition(b":")
+    return (user, password) if colon else None
