@@ -23,8 +23,9 @@ from exporter.catalogue import Catalogue, CatalogueError, load_catalogue
 from exporter.config import Settings
 from exporter.domain import Document, DocumentKind, FlowRun, Unrecognized
 from exporter.http.webconfig import WebConfig
-from exporter.metrics.flows import FlowCollector, SelfMetrics
+from exporter.metrics.flows import FlowCollector
 from exporter.metrics.rendering import FlowExposition, render_metrics
+from exporter.metrics.self_metrics import SelfMetrics
 from exporter.normalize.documents import normalize_body
 from exporter.payloads.shapes import PayloadError
 from exporter.recorder import BatchOutcome, Limits, Recorder, Result
