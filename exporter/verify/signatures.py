@@ -7,25 +7,16 @@ import hashlib
 import hmac
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from exporter.domain import Document, ExporterError
+from exporter.metrics.families import RejectReason
 from exporter.verify.keys import KeyPathRejected, KeyUnavailable, PublicKeyStore
 
 logger = logging.getLogger(__name__)
-
-# Label values of aep_exporter_requests_rejected_total{reason}.
-RejectReason = Literal[
-    "bad_signature",
-    "missing_signature",
-    "key_unavailable",
-    "recipient_mismatch",
-    "recipient_missing",
-]
 
 # (signature header, public key path header), in the order Adobe numbers them (reference §1.2).
 SIGNATURE_HEADERS = (
@@ -70,8 +61,10 @@ class DeliveryVerifier:
                 key_missing = True
                 logger.debug("signature %d not checked: %s", number, exc)
         if key_missing:
-            raise VerificationFailure("key_unavailable", "a signing key could not be fetched")
-        raise VerificationFailure("bad_signature", "no digital signature verifies")
+            raise VerificationFailure(
+                RejectReason.KEY_UNAVAILABLE, "a signing key could not be fetched"
+            )
+        raise VerificationFailure(RejectReason.BAD_SIGNATURE, "no digital signature verifies")
 
     async def _signature_verifies(self, signature: str, path: str | None, body: bytes) -> bool:
         # "if any one of the signature validations is successful, then the event is valid";
@@ -100,14 +93,16 @@ class DeliveryVerifier:
         # Legacy: Base64(HMAC-SHA256(raw body, client secret)) (reference §1.3.3).
         header = headers.get(HMAC_HEADER)
         if not self._client_secret or not header:
-            raise VerificationFailure("missing_signature", "no digital signature")
+            raise VerificationFailure(RejectReason.MISSING_SIGNATURE, "no digital signature")
         expected = hmac.new(self._client_secret, body, hashlib.sha256).digest()
         try:
             given = base64.b64decode(header, validate=True)
         except ValueError:
-            raise VerificationFailure("bad_signature", "HMAC signature is not Base64") from None
+            raise VerificationFailure(
+                RejectReason.BAD_SIGNATURE, "HMAC signature is not Base64"
+            ) from None
         if not hmac.compare_digest(expected, given):
-            raise VerificationFailure("bad_signature", "HMAC signature does not match")
+            raise VerificationFailure(RejectReason.BAD_SIGNATURE, "HMAC signature does not match")
 
 
 def check_recipients(
@@ -122,8 +117,12 @@ def check_recipients(
             missing += 1
         # Client ids are API keys, not secrets: plain set membership is fine here.
         elif document.recipient not in client_ids:
-            raise VerificationFailure("recipient_mismatch", "a document names another recipient")
+            raise VerificationFailure(
+                RejectReason.RECIPIENT_MISMATCH, "a document names another recipient"
+            )
     # AEP may not send a recipient id at all (reference §6 item 2), hence opt-in strictness.
     if missing and require:
-        raise VerificationFailure("recipient_missing", f"{missing} document(s) without recipient")
+        raise VerificationFailure(
+            RejectReason.RECIPIENT_MISSING, f"{missing} document(s) without recipient"
+        )
     return missing
