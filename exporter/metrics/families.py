@@ -54,15 +54,13 @@ class Label:
 
 @dataclass(frozen=True, slots=True)
 class Family:
-    """One metric family: its exposed name (counters without `_total`), type, help, labels.
-
-    `buckets` are the upper bounds of a histogram whose buckets are fixed (not configured).
-    """
+    """One metric family: exposed name (counters without `_total`), type, help, labels, buckets."""
 
     name: str
     type: MetricType
     help: str
     labels: tuple[Label, ...] = ()
+    # Upper bounds of a histogram whose buckets are fixed (empty when configured or no histogram).
     buckets: tuple[float, ...] = ()
 
     @property
