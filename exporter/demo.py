@@ -24,8 +24,10 @@ import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from exporter.metrics.families import FLOW_INFO, RUN_ERRORS, RUNS
+
 KEY_PATH = "/prod/keys/pub-key-demo.pem"
-SHOWN = ("aep_flow_runs_total", "aep_flow_run_errors_total", "aep_flow_info")
+SHOWN = tuple(name for family in (RUNS, RUN_ERRORS, FLOW_INFO) for name in family.sample_names)
 
 
 def _get(url: str, timeout: float = 2.0) -> bytes:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from exporter import identity
 from exporter.domain import Document, FlowRun, Unrecognized, ValidationMessage
-from exporter.metrics.flows import SelfMetrics
+from exporter.metrics.self_metrics import SelfMetrics
 from exporter.normalize import normalize_body
 from exporter.payloads.decode import PayloadError
 from exporter.recorder import Cursor, Recorder, Result

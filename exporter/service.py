@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry
 from exporter.catalogue import Catalogue, load_catalogue
 from exporter.config import Settings
 from exporter.ingest import Pipeline, RecipientRules
-from exporter.metrics.flows import FlowCollector, SelfMetrics
+from exporter.metrics.flows import FlowCollector
 from exporter.metrics.rendering import FlowExposition
+from exporter.metrics.self_metrics import SelfMetrics
 from exporter.recorder import BatchOutcome, Limits, Recorder
 from exporter.sources.webhook import WebhookSource
 from exporter.stores.protocol import DeadLetterBounds, StoreUnavailable

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from aiohttp import hdrs, web
 
 from exporter.ingest import Delivery, Pipeline, Source
-from exporter.metrics.flows import SelfMetrics
+from exporter.metrics.self_metrics import SelfMetrics
 from exporter.rejections import Rejected, Rejection
 from exporter.verify.signatures import DeliveryVerifier
 

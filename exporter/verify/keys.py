@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from yarl import URL
 
 from exporter.domain import ExporterError
+from exporter.metrics.families import KeyFetchResult
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class PublicKeyStore:
     async def get(self, path: str) -> RSAPublicKey:
         """The key for a header path; KeyPathRejected or KeyUnavailable if there is none."""
         if not is_valid_key_path(path):
-            self._on_fetch("rejected_path")
+            self._on_fetch(KeyFetchResult.REJECTED_PATH)
             raise KeyPathRejected(f"refused public key path {path[:MAX_KEY_PATH_LENGTH]!r}")
         pinned = self._pinned.get(path.rpartition("/")[2])
         if pinned is not None:
@@ -165,14 +166,14 @@ class PublicKeyStore:
             pem = await self._download(path)
             key = load_rsa_public_key(pem, source=path)
         except (KeyUnavailable, ValueError) as exc:
-            self._on_fetch("error")
+            self._on_fetch(KeyFetchResult.ERROR)
             logger.warning("public key fetch failed path=%s error=%s", path, exc)
             _bounded_put(
                 self._failed, path, self._clock() + NEGATIVE_CACHE_SECONDS, MAX_REMEMBERED_FAILURES
             )
             raise KeyUnavailable(f"public key {path} unavailable: {exc}") from None
         else:
-            self._on_fetch("ok")
+            self._on_fetch(KeyFetchResult.OK)
             logger.info("public key fetched path=%s", path)
             self._failed.pop(path, None)
             expires_at = self._clock() + self._cache_ttl

@@ -22,7 +22,8 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from exporter.catalogue import Catalogue
 from exporter.config import load_settings
 from exporter.domain import FlowKey
-from exporter.metrics.flows import FlowCollector, SelfMetrics
+from exporter.metrics.flows import FlowCollector
+from exporter.metrics.self_metrics import SelfMetrics
 from exporter.records import FlowState
 from exporter.stores.sqlite import SQLiteStore
 

@@ -204,19 +204,35 @@ def test_panels_fit_the_grid_without_overlap(
         taken |= cells
 
 
-@pytest.mark.parametrize("name", by_file())
-def test_queries_read_only_exposed_metrics(
-    dashboards: dict[str, dict[str, Any]], name: str, known_names: frozenset[str]
-) -> None:
-    """Every series a panel or variable reads is exposed by the exporter or a recording rule."""
-    dashboard = dashboards[name]
+def names_read(dashboard: dict[str, Any]) -> set[str]:
+    """Every series name a dashboard's panels and variables read."""
     expressions = [expr for _, expr in panel_queries(dashboard)]
     expressions += [variable_promql(query) for _, query in variable_queries(dashboard)]
     read: set[str] = set()
     for expr in expressions:
         read |= metric_names(expr)
+    return read
+
+
+@pytest.mark.parametrize("name", by_file())
+def test_queries_read_only_exposed_metrics(
+    dashboards: dict[str, dict[str, Any]], name: str, known_names: frozenset[str]
+) -> None:
+    """Every series a panel or variable reads is exposed by the exporter or a recording rule."""
+    read = names_read(dashboards[name])
     assert read
     assert read <= known_names, sorted(read - known_names)
+
+
+def test_a_query_reading_an_undeclared_metric_is_caught(known_names: frozenset[str]) -> None:
+    """A panel or variable naming a series no family declares falls outside the known names."""
+    dashboard = {
+        "panels": [{"title": "Runs", "targets": [{"expr": "sum(aep_flow_run_total)"}]}],
+        "templating": {
+            "list": [{"type": "query", "name": "f", "query": "label_values(aep_flow_inf, f)"}]
+        },
+    }
+    assert names_read(dashboard) - known_names == {"aep_flow_run_total", "aep_flow_inf"}
 
 
 def test_every_metric_family_is_charted(dashboards: dict[str, dict[str, Any]]) -> None:

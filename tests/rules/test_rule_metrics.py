@@ -71,21 +71,45 @@ def test_template_queries_are_read_from_annotations() -> None:
     assert metric_names(template_queries(template)[1]) == {"d:e:f"}
 
 
-def test_every_metric_a_rule_reads_exists(rules: list[Rule]) -> None:
-    """Each name a rule reads (expression or template query) is exposed, `up`, or recorded."""
-    recorded = {rule.name for rule in rules if "record" in rule.body}
-    known = exposed_sample_names() | {"up"} | recorded
+def names_read(rules: list[Rule]) -> dict[str, set[str]]:
+    """The series names each rule reads (expression and template queries), by rule name."""
     read: dict[str, set[str]] = {}
     for rule in rules:
         exprs = [rule.expr]
         for annotation in rule.body.get("annotations", {}).values():
             exprs.extend(template_queries(annotation))
         read[rule.name] = set().union(*(metric_names(expr) for expr in exprs))
-    unknown = {name: sorted(names - known) for name, names in read.items() if names - known}
-    assert unknown == {}
+    return read
+
+
+def unknown_names(rules: list[Rule]) -> dict[str, list[str]]:
+    """Names rules read that are neither declared nor `up` nor recorded, by rule name."""
+    recorded = {rule.name for rule in rules if "record" in rule.body}
+    known = exposed_sample_names() | {"up"} | recorded
+    read = names_read(rules)
+    return {name: sorted(names - known) for name, names in read.items() if names - known}
+
+
+def test_every_metric_a_rule_reads_exists(rules: list[Rule]) -> None:
+    """Each name a rule reads (expression or template query) is exposed, `up`, or recorded."""
+    assert unknown_names(rules) == {}
     # The scan is not vacuous: the rules read both flow and exporter families.
-    everything = set().union(*read.values())
+    everything = set().union(*names_read(rules).values())
     assert {"aep_flow_runs_total", "aep_exporter_store_ready", "up"} <= everything
+
+
+def test_a_rule_reading_an_undeclared_metric_is_reported() -> None:
+    """A rule naming a series no family declares (a stale name after a rename) fails the check."""
+    rule = Rule(
+        "alerts.yml",
+        "aep_flow_alerts",
+        {
+            "alert": "AepFlowRenamed",
+            "expr": "increase(aep_flow_run_total[1h]) > 0 and aep_flow_info",
+            "annotations": {"description": '{{ with query "aep_exporter_ready" }}x{{ end }}'},
+        },
+    )
+    assert unknown_names([rule]) == {"AepFlowRenamed": ["aep_exporter_ready", "aep_flow_run_total"]}
 
 
 def test_every_window_is_at_least_five_minutes(rules: list[Rule]) -> None:
