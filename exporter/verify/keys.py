@@ -19,7 +19,7 @@ from yarl import URL
 from exporter.domain import ExporterError
 from exporter.metrics.families import KeyFetchResult
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 _V = TypeVar("_V")
 
@@ -86,7 +86,7 @@ def _load_pinned(directory: Path) -> dict[str, RSAPublicKey]:
             raise ExporterError(f"cannot read pinned key {file}: {exc.strerror}") from None
         except ValueError as exc:
             raise ExporterError(f"bad pinned key {exc}") from None
-    logger.info("pinned public keys loaded dir=%s names=%s", directory, ",".join(keys) or "-")
+    log.info("pinned public keys loaded dir=%s names=%s", directory, ",".join(keys) or "-")
     return keys
 
 
@@ -167,14 +167,14 @@ class PublicKeyStore:
             key = load_rsa_public_key(pem, source=path)
         except (KeyUnavailable, ValueError) as exc:
             self._on_fetch(KeyFetchResult.ERROR)
-            logger.warning("public key fetch failed path=%s error=%s", path, exc)
+            log.warning("public key fetch failed path=%s error=%s", path, exc)
             _bounded_put(
                 self._failed, path, self._clock() + NEGATIVE_CACHE_SECONDS, MAX_REMEMBERED_FAILURES
             )
             raise KeyUnavailable(f"public key {path} unavailable: {exc}") from None
         else:
             self._on_fetch(KeyFetchResult.OK)
-            logger.info("public key fetched path=%s", path)
+            log.info("public key fetched path=%s", path)
             self._failed.pop(path, None)
             expires_at = self._clock() + self._cache_ttl
             _bounded_put(self._cached, path, (expires_at, key), MAX_CACHED_KEYS)

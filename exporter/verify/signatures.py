@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from exporter.rejections import Rejected, Rejection
 from exporter.verify.keys import KeyPathRejected, KeyUnavailable, PublicKeyStore
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 # (signature header, public key path header), in the order Adobe numbers them (protocol notes §1.2).
 SIGNATURE_HEADERS = (
@@ -50,7 +50,7 @@ class DeliveryVerifier:
             except KeyUnavailable as exc:
                 # Adobe retries a 5xx for 24 h (protocol notes §1.5): the key host may come back.
                 key_missing = True
-                logger.debug("signature %d not checked: %s", number, exc)
+                log.debug("signature %d not checked: %s", number, exc)
         if key_missing:
             raise Rejected(Rejection.KEY_UNAVAILABLE, "a signing key could not be fetched")
         raise Rejected(Rejection.BAD_SIGNATURE, "no digital signature verifies")
@@ -62,20 +62,20 @@ class DeliveryVerifier:
         try:
             signature_bytes = base64.b64decode(signature, validate=True)
         except ValueError:  # binascii.Error, or non-ASCII text
-            logger.debug("signature is not Base64")
+            log.debug("signature is not Base64")
             return False
         if not path:
-            logger.debug("signature without a public key path")
+            log.debug("signature without a public key path")
             return False
         try:
             key = await self._keys.get(path)
         except KeyPathRejected as exc:
-            logger.debug("%s", exc)
+            log.debug("%s", exc)
             return False
         try:
             key.verify(signature_bytes, body, padding.PKCS1v15(), hashes.SHA256())
         except (InvalidSignature, ValueError):
-            logger.debug("signature does not verify with key path=%s", path)
+            log.debug("signature does not verify with key path=%s", path)
             return False
         return True
 
