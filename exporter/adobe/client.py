@@ -176,6 +176,14 @@ def _ignore(api: AdobeApi, result: RequestResult) -> None:
     pass
 
 
+def _checked(check: Callable[[Any], str | None], data: Any) -> str | None:
+    # A check that trips over an unforeseen shape still classifies the answer, never crashes.
+    try:
+        return check(data)
+    except (TypeError, KeyError, IndexError, AttributeError, ValueError) as exc:
+        return f"shape check failed ({type(exc).__name__})"
+
+
 def _error_code(body: bytes) -> str:
     try:
         document = json.loads(body)
@@ -273,7 +281,7 @@ class AdobeClient:
             response = await self._exchange(
                 api, method, target, headers=headers, params=params, form=form
             )
-            problem = check(response.data) if check is not None else None
+            problem = _checked(check, response.data) if check is not None else None
             if problem is not None:
                 raise AdobeInvalidResponse(
                     f"{api} {method} {target.path}: unexpected answer: {problem}",

@@ -172,6 +172,18 @@ async def test_check_turns_an_unexpected_shape_into_invalid(
     assert counted == [(FLOWS, RequestResult.INVALID)]
 
 
+async def test_a_check_that_trips_over_the_shape_still_classifies(
+    fake: FakeAdobe, adobe_client: AdobeClient, counted: Counted
+) -> None:
+    """A shape check raising on an unforeseen answer makes it invalid instead of crashing."""
+    fake.script("flows", Answer.json(200, ["not", "an", "object"]))
+    with pytest.raises(AdobeInvalidResponse, match=r"shape check failed \(TypeError\)"):
+        await adobe_client.request(
+            FLOWS, "GET", flows_url(fake), check=lambda data: data["items"] and None
+        )
+    assert counted == [(FLOWS, RequestResult.INVALID)]
+
+
 async def test_dropped_connection_is_a_network_error(
     fake: FakeAdobe, adobe_client: AdobeClient, counted: Counted
 ) -> None:
