@@ -53,7 +53,7 @@ _IMS_CODE = re.compile(r"[a-z_]{1,64}")
 _PRINTABLE = re.compile(r"[^ -~]")
 # A bearer token goes into a header: visible ASCII only.
 _TOKEN = re.compile(r"[!-~]{1,16384}")
-_CREDENTIAL_SETTINGS = "AEP_EXPORTER_IMS_CLIENT_ID, _CLIENT_SECRET, _SCOPES"
+_CREDENTIAL_SETTINGS = "AEP_EXPORTER_IMS_URL, _CLIENT_ID, _CLIENT_SECRET, _SCOPES"
 
 
 class TokenRefused(AdobeError):
@@ -218,7 +218,11 @@ class TokenProvider:
         raise failure.error(max(0.0, self._next_attempt - now))
 
     def invalidate(self, token: str) -> None:
-        """Forget `token` after an API answered 401 to it, unless it was already replaced."""
+        """Forget `token` after an API answered 401 to it.
+
+        Nothing happens if a newer token already replaced it, or if it is younger than
+        MIN_AGE_TO_RENEW_ON_401_SECONDS (then the 401 is not about the token's age).
+        """
         if token != self._token:
             return
         if self._clock() - self._issued_at < MIN_AGE_TO_RENEW_ON_401_SECONDS:
@@ -339,7 +343,7 @@ class TokenProvider:
         if refused:
             delay = REFUSED_RETRY_SECONDS
             message = (
-                f"IMS refused the credential: HTTP {exc.status}"
+                f"IMS refused the token request: HTTP {exc.status}"
                 f"{_ims_error(exc, self._client_secret.get_secret_value())}"
                 f" (check {_CREDENTIAL_SETTINGS})"
             )
