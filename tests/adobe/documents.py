@@ -1,11 +1,14 @@
-"""Adobe API documents for the fake, shaped as protocol notes §10.2, §11.1, §11.4 and §12.2 show."""
+"""Adobe API documents for the fake (protocol notes §10.2, §11, §12.2) and Flow Service filters."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 S3_SPEC_ID = "ecadc60c-7455-4d87-84dc-2a0e293d997b"
 DATA_LAKE_SPEC_ID = "c604ff05-7f1a-43c0-8e18-33bf874cb11c"
+# `property=<path><op><value>`; `==` takes comma lists, `[]` walks arrays (protocol notes §11.2).
+_FILTER = re.compile(r"([A-Za-z0-9_.\[\]]+)(==|!=|>=|<=|>|<)(.*)")
 
 
 def flow(
@@ -161,3 +164,44 @@ def registration(
             "rel:trace": {"href": f"https://eventtraces-va6.adobe.io/traces{base}"},
         },
     }
+
+
+def select(items: list[dict[str, Any]], expressions: list[str]) -> list[dict[str, Any]]:
+    """The items every `property=` expression matches; ValueError for a malformed one."""
+    found = items
+    for expression in expressions:
+        match = _FILTER.fullmatch(expression)
+        if match is None:
+            raise ValueError(f"invalid property filter {expression!r}")
+        path, operator, value = match.groups()
+        found = [item for item in found if _matches(_lookup(item, path), operator, value)]
+    return found
+
+
+def _lookup(item: Any, path: str) -> list[Any]:
+    values = [item]
+    for part in path.split("."):
+        name, many = part.removesuffix("[]"), part.endswith("[]")
+        values = [v[name] for v in values if isinstance(v, dict) and name in v]
+        if many:
+            values = [element for v in values if isinstance(v, list) for element in v]
+    return values
+
+
+def _matches(values: list[Any], operator: str, wanted: str) -> bool:
+    for value in values:
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if operator == "==" and text in wanted.split(","):
+            return True
+        if operator == "!=" and text not in wanted.split(","):
+            return True
+        if operator in (">", "<", ">=", "<="):
+            try:
+                left, right = float(value), float(wanted)
+            except (TypeError, ValueError):
+                continue
+            if {">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[
+                operator
+            ]:
+                return True
+    return False

@@ -16,6 +16,8 @@ from typing import Any, Literal
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiMapping
 
+from tests.adobe import documents
+
 IMS_PATH = "/ims/token/v3"
 FLOW_SERVICE = "/data/foundation/flowservice"
 # How long a hanging answer waits at most; close() releases it at once.
@@ -30,7 +32,6 @@ _TOKEN_INVALID = {"error_code": "401013", "message": "Oauth token is not valid"}
 _API_KEY_INVALID = {"error_code": "403003", "message": "Api Key is invalid"}
 _ORG_MISSING = {"error_code": "400003", "message": "Missing organization header"}
 _PROFILE_INVALID = {"error_code": "403025", "message": "Profile is not valid"}
-_FILTER = re.compile(r"([A-Za-z0-9_.\[\]]+)(==|!=|>=|<=|>|<)(.*)")
 _SEEK = re.compile(r"-P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
 
 
@@ -398,43 +399,11 @@ def _filtered(
     items: list[dict[str, Any]],
     answer: Callable[[list[dict[str, Any]]], web.Response],
 ) -> web.Response:
-    found = items
-    for expression in request.query.getall("property", []):
-        match = _FILTER.fullmatch(expression)
-        if match is None:
-            return _problem(400, "FLOW-1431-400", f"invalid property filter {expression!r}")
-        path, operator, value = match.groups()
-        found = [item for item in found if _matches(_lookup(item, path), operator, value)]
+    try:
+        found = documents.select(items, request.query.getall("property", []))
+    except ValueError as exc:
+        return _problem(400, "FLOW-1431-400", str(exc))
     return answer(found)
-
-
-def _lookup(item: Any, path: str) -> list[Any]:
-    values = [item]
-    for part in path.split("."):
-        name, many = part.removesuffix("[]"), part.endswith("[]")
-        values = [v[name] for v in values if isinstance(v, dict) and name in v]
-        if many:
-            values = [element for v in values if isinstance(v, list) for element in v]
-    return values
-
-
-def _matches(values: list[Any], operator: str, wanted: str) -> bool:
-    for value in values:
-        text = str(value).lower() if isinstance(value, bool) else str(value)
-        if operator == "==" and text in wanted.split(","):
-            return True
-        if operator == "!=" and text not in wanted.split(","):
-            return True
-        if operator in (">", "<", ">=", "<="):
-            try:
-                left, right = float(value), float(wanted)
-            except (TypeError, ValueError):
-                continue
-            if {">": left > right, "<": left < right, ">=": left >= right, "<=": left <= right}[
-                operator
-            ]:
-                return True
-    return False
 
 
 def _problem(status: int, code: str, title: str, **report: str) -> web.Response:
