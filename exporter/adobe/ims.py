@@ -226,7 +226,8 @@ class TokenProvider:
         if token != self._token:
             return
         if self._clock() - self._issued_at < MIN_AGE_TO_RENEW_ON_401_SECONDS:
-            logger.info("IMS token refused by an API moments after issue; not renewing yet")
+            # Every poll of an API that keeps refusing would repeat this: debug, not info.
+            logger.debug("IMS token refused by an API moments after issue; not renewing it")
             return
         logger.info("IMS token refused by an API; renewing it")
         self._token = None
