@@ -9,6 +9,7 @@ import dataclasses
 import fcntl
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -22,7 +23,13 @@ from pydantic import SecretStr
 
 from exporter import __version__
 from exporter.catalogue import Catalogue, CatalogueError, load_catalogue
-from exporter.config import ConfigError, Settings, load_settings, split_host_port
+from exporter.config import (
+    SETTING_FIELDS,
+    ConfigError,
+    Settings,
+    load_settings,
+    split_host_port,
+)
 from exporter.domain import Document, DocumentKind, ExporterError, Unrecognized
 from exporter.durations import DurationError, format_duration, parse_duration
 from exporter.http.app import EXPORTER, Exporter, build_recorder, create_app, create_metrics_app
@@ -57,7 +64,7 @@ class UsageError(ExporterError):
 
 def _add_settings_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("settings (each also AEP_EXPORTER_<NAME>)")
-    for name, info in Settings.model_fields.items():
+    for name, info in SETTING_FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = info.description or None
         if name == "client_ids":
@@ -75,7 +82,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for name in Settings.model_fields
         if getattr(args, name, None) is not None
     }
-    return load_settings(**overrides)
+    return load_settings(os.environ, **overrides)
 
 
 # -- serve -----------------------------------------------------------------------------------
@@ -179,7 +186,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the settings (and the catalogue) and print the effective values, secrets masked."""
     settings = settings_from_args(args)
     catalogue = load_catalogue(settings.catalogue_path)
-    for name in Settings.model_fields:
+    for name in SETTING_FIELDS:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "<set>" if value.get_secret_value() else ""

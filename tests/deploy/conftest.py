@@ -53,22 +53,15 @@ def unknown_setting_names(env: Mapping[str, str]) -> list[str]:
     )
 
 
-def load_settings_from(
-    env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Settings:
-    """Settings as the exporter would load them from exactly these AEP_EXPORTER_* variables."""
-    for name in list(os.environ):
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.setenv(name, value)
+def load_settings_from(env: Mapping[str, str], tmp_path: Path) -> Settings:
+    """Settings as the exporter would load them from exactly this environment (no other)."""
+    environ = dict(env)
     if f"{ENV_PREFIX}CLIENT_SECRET_FILE" in env:
         # The container path does not exist here; the file's content is what a Secret provides.
         secret = tmp_path / "client-secret"
         secret.write_text("", encoding="utf-8")
-        monkeypatch.setenv(f"{ENV_PREFIX}CLIENT_SECRET_FILE", str(secret))
-    return load_settings()
+        environ[f"{ENV_PREFIX}CLIENT_SECRET_FILE"] = str(secret)
+    return load_settings(environ)
 
 
 def port_of(address: str) -> int:

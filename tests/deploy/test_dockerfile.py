@@ -114,13 +114,11 @@ def test_every_copy_source_exists_and_is_in_the_build_context(
     assert [s for s in sources if s not in allowed] == []
 
 
-def test_ports_volume_and_environment_agree(
-    dockerfile: list[Instruction], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_ports_volume_and_environment_agree(dockerfile: list[Instruction], tmp_path: Path) -> None:
     """The image exposes both listeners, keeps state in its VOLUME, and sets real settings."""
     env = dockerfile_env(dockerfile)
     assert unknown_setting_names(env) == []
-    settings = load_settings_from(env, monkeypatch, tmp_path)
+    settings = load_settings_from(env, tmp_path)
     exposed = sorted(int(port) for port in final(dockerfile, "EXPOSE").words())
     assert exposed == sorted(
         [port_of(settings.listen_address), port_of(settings.metrics_listen_address)]
