@@ -7,16 +7,15 @@ from typing import Any
 
 import yaml
 
+from exporter.config import ENV_PREFIX
 from exporter.durations import parse_duration
+from tests.support import require_tool, run_tool
 
 from .conftest import (
     DEPLOY,
-    ENV_PREFIX,
     REPO,
     load_settings_from,
     port_of,
-    require_tool,
-    run_tool,
     unknown_setting_names,
 )
 

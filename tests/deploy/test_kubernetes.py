@@ -8,11 +8,11 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
+from exporter.config import ENV_PREFIX
 from exporter.durations import parse_duration
 
 from .conftest import (
     DEPLOY,
-    ENV_PREFIX,
     KUBERNETES,
     Instruction,
     Rendered,
