@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
          "--pinned-keys-dir", str(work / "pinned"),
          "--catalogue-path", str(repo / "deploy/catalogue.example.yaml"),
          "--log-format", "logfmt", "--log-level", "WARNING"],
+        # Only the demo's own settings: none of the caller's AEP_EXPORTER_* variables.
+        env={k: v for k, v in os.environ.items() if not k.startswith("AEP_EXPORTER_")},
     )  # fmt: skip
     processes = [exporter]
     try:

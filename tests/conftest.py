@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from exporter.config import Settings, load_settings
+from exporter.config import Settings
 from exporter.http.app import EXPORTER, create_app
 from exporter.service import Exporter
 
@@ -43,7 +43,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def make_settings(tmp_path: Path) -> Callable[..., Settings]:
-    """Settings on a temporary state file; unsigned mode unless told otherwise."""
+    """Settings on a temporary state file; unsigned mode unless told otherwise; no environment."""
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -51,7 +51,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "insecure_accept_unsigned": True,
         }
         values.update(overrides)
-        return load_settings(**values)
+        return Settings(**values)
 
     return make
 

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from tests.conftest import FIXTURES
-from tests.operations.service import free_port
+from tests.support import free_port, run_tool
 
 
 def test_demo_once_records_every_sample_with_verification_on() -> None:
     """Every sample gets 200 through real signature checks, and metric lines are printed."""
-    result = subprocess.run(
+    result = run_tool(
         [sys.executable, "-m", "exporter.demo", "--once", "--no-monitoring",
          "--port", str(free_port()), "--samples", str(FIXTURES)],
-        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     fed = [line for line in result.stdout.splitlines() if ".json " in line]

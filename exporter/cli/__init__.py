@@ -14,7 +14,7 @@ from exporter.cli.options import UsageError, add_settings_flags, settings_from_a
 from exporter.cli.payloads import cmd_check_payload
 from exporter.cli.serve import cmd_serve
 from exporter.cli.state import cmd_backup, cmd_dead_letters
-from exporter.config import ConfigError, Settings
+from exporter.config import SETTING_FIELDS, ConfigError
 from exporter.domain import ExporterError
 from exporter.durations import DurationError, format_duration
 from exporter.http.webconfig import WebConfigError
@@ -35,7 +35,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the settings (and the catalogue) and print the effective values, secrets masked."""
     settings = settings_from_args(args)
     catalogue = load_catalogue(settings.catalogue_path)
-    for name in Settings.model_fields:
+    for name in SETTING_FIELDS:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "<set>" if value.get_secret_value() else ""

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 
-from exporter.config import Settings, load_settings
+from exporter.config import SETTING_FIELDS, Settings, load_settings
 from exporter.domain import ExporterError
 
 
@@ -15,7 +16,7 @@ class UsageError(ExporterError):
 def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     """Add one flag per setting (each also AEP_EXPORTER_<NAME>)."""
     group = parser.add_argument_group("settings (each also AEP_EXPORTER_<NAME>)")
-    for name, info in Settings.model_fields.items():
+    for name, info in SETTING_FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = info.description or None
         if name == "client_ids":
@@ -33,4 +34,4 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         for name in Settings.model_fields
         if getattr(args, name, None) is not None
     }
-    return load_settings(**overrides)
+    return load_settings(os.environ, **overrides)

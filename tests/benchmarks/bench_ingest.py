@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from tests.benchmarks import harness, wrk
 from tests.benchmarks.context import Context
 from tests.benchmarks.report import Section, Table, ms, number
+from tests.support import Child
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,7 +19,7 @@ class Run:
     main_thread_cpu: float
 
 
-def send(ctx: Context, process: harness.Process, count: int, connections: int) -> Run:
+def send(ctx: Context, process: Child, count: int, connections: int) -> Run:
     """Send `count` distinct deliveries as fast as the process answers; check every one is 200."""
     requests = ctx.request_file(count)
     before = harness.thread_cpu_seconds(process.pid)
@@ -37,7 +38,7 @@ def send(ctx: Context, process: harness.Process, count: int, connections: int) -
     return Run(result, sum(used.values()), used.get(process.pid, 0.0))
 
 
-def recorded(process: harness.Process) -> tuple[float, float]:
+def recorded(process: Child) -> tuple[float, float]:
     """Run notifications the exporter counts as (recorded, duplicate)."""
     text = harness.fetch(process.port, "/metrics").body.decode()
     values = {}

@@ -20,7 +20,7 @@ from prometheus_client.core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from exporter.catalogue import Catalogue
-from exporter.config import load_settings
+from exporter.config import Settings
 from exporter.domain import FlowKey
 from exporter.metrics.flows import FlowCollector
 from exporter.metrics.self_metrics import SelfMetrics
@@ -30,7 +30,7 @@ from exporter.stores.sqlite import SQLiteStore
 
 def load_flows(state: Path) -> tuple[dict[FlowKey, FlowState], tuple[float, ...]]:
     """The flow records of a state file, read as the service reads them at start-up."""
-    buckets = load_settings(state_path=state).duration_buckets
+    buckets = Settings(state_path=state).duration_buckets
     store = SQLiteStore(state, bucket_count=len(buckets) + 1)
     store.open()
     try:

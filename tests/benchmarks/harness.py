@@ -6,36 +6,27 @@ import contextlib
 import http.client
 import os
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 
 from tests.benchmarks.corpus import SigningKey
+from tests.support import Child, ExporterProcess, free_port
 
 # What Prometheus 2.x/3.x sends when it scrapes (scrape_protocols default, gzip on).
 PROMETHEUS_ACCEPT = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 PROMETHEUS_HEADERS = {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}
 PLAIN_HEADERS: dict[str, str] = {}
 READY_TIMEOUT = 120.0
-STOP_TIMEOUT = 30.0
+# Fine-grained, since the wait is reported as start-up time.
+READY_POLL = 0.005
 HTTP_TIMEOUT = 120.0
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 _BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    """A loopback port free right now (the process we start binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def median(values: Sequence[float]) -> float:
@@ -92,80 +83,6 @@ def rss_bytes(pid: int) -> int:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE_SIZE
 
 
-class Process:
-    """A child process we started, stopped by its own PID only; its output goes to a log file."""
-
-    def __init__(
-        self, name: str, workdir: Path, ready_path: str, command: Callable[[int], list[str]]
-    ) -> None:
-        self.name = name
-        self.port = free_port()
-        self.workdir = workdir
-        self._argv = command(self.port)
-        self._ready_path = ready_path
-        self._proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / f"{name}.log"
-        self.startup_seconds = 0.0
-
-    @property
-    def pid(self) -> int:
-        """The PID of the running process."""
-        assert self._proc is not None
-        return self._proc.pid
-
-    def start(self) -> Process:
-        """Start and wait until `ready_path` answers 200; the wait is `startup_seconds`."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            started = time.perf_counter()
-            self._proc = subprocess.Popen(
-                self._argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        deadline = started + READY_TIMEOUT
-        while time.perf_counter() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start-up:\n{self.log_tail()}")
-            try:
-                if fetch(self.port, self._ready_path).status == 200:
-                    self.startup_seconds = time.perf_counter() - started
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.005)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready in {READY_TIMEOUT:g} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time (our own child only)."""
-        proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=STOP_TIMEOUT)
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The end of the process's output, for error messages."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __enter__(self) -> Process:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
 def exporter_process(
     workdir: Path,
     key: SigningKey,
@@ -173,7 +90,7 @@ def exporter_process(
     state: Path | None = None,
     name: str = "exporter",
     profile: Path | None = None,
-) -> Process:
+) -> ExporterProcess:
     """`aep-flow-exporter serve` on loopback with a temp state file (a copy of `state`).
 
     With `profile`, the same CLI runs under cProfile, which writes there when it exits.
@@ -186,28 +103,34 @@ def exporter_process(
         program = [str(_BIN / "aep-flow-exporter")]
     else:
         program = [sys.executable, "-m", "cProfile", "-o", str(profile), "-m", "exporter"]
-    return Process(
+    return ExporterProcess(
+        state_path,
+        "--pinned-keys-dir", str(key.pinned_dir),
+        "--log-level", "WARNING",
+        program=program,
+        log_path=workdir / f"{name}.log",
+        name=name,
+        ready_timeout=READY_TIMEOUT,
+        poll=READY_POLL,
+    )  # fmt: skip
+
+
+def _child(name: str, workdir: Path, ready_path: str, argv: Callable[[int], list[str]]) -> Child:
+    port = free_port()
+    return Child(
         name,
-        workdir,
-        "/readyz",
-        lambda port: [
-            *program,
-            "serve",
-            "--listen-address",
-            f"127.0.0.1:{port}",
-            "--state-path",
-            str(state_path),
-            "--pinned-keys-dir",
-            str(key.pinned_dir),
-            "--log-level",
-            "WARNING",
-        ],
+        argv(port),
+        port=port,
+        ready_path=ready_path,
+        log_path=workdir / f"{name}.log",
+        ready_timeout=READY_TIMEOUT,
+        poll=READY_POLL,
     )
 
 
-def floor_process(workdir: Path) -> Process:
+def floor_process(workdir: Path) -> Child:
     """The floor: a bare aiohttp handler that reads the body and answers 200."""
-    return Process(
+    return _child(
         "floor",
         workdir,
         "/healthz",
@@ -215,9 +138,9 @@ def floor_process(workdir: Path) -> Process:
     )
 
 
-def pushgateway_process(workdir: Path) -> Process:
+def pushgateway_process(workdir: Path) -> Child:
     """Debian's prometheus-pushgateway on loopback, keeping nothing on disk."""
-    return Process(
+    return _child(
         "pushgateway",
         workdir,
         "/-/ready",

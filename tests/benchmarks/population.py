@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from exporter.config import load_settings
+from exporter.config import Settings
 from exporter.normalize import normalize_body
 from exporter.recorder import Limits, Recorder, Result
 from exporter.stores.sqlite import SQLiteStore
@@ -29,7 +29,7 @@ class Population:
 
 
 async def _record(path: Path, flows: int) -> int:
-    settings = load_settings(state_path=path, insecure_accept_unsigned=True)
+    settings = Settings(state_path=path, insecure_accept_unsigned=True)
     limits = Limits(
         max_flows=settings.max_flows,
         duration_buckets=settings.duration_buckets,

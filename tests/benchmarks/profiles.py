@@ -15,7 +15,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from exporter.config import load_settings
+from exporter.config import Settings
 from exporter.metrics.rendering import render_metrics
 from exporter.service import build_exporter
 from tests.benchmarks import harness
@@ -53,7 +53,7 @@ def profile_scrape(ctx: Context) -> list[Text]:
     flows = ctx.sizes.large_flows
     state = ctx.scratch("profile-scrape") / "state.db"
     shutil.copyfile(ctx.population(flows).path, state)
-    settings = load_settings(state_path=state, pinned_keys_dir=ctx.key.pinned_dir)
+    settings = Settings(state_path=state, pinned_keys_dir=ctx.key.pinned_dir)
     exporter = build_exporter(settings, CollectorRegistry())
     asyncio.run(exporter.recorder.open())
     encoder, content_type = choose_encoder(harness.PROMETHEUS_ACCEPT)

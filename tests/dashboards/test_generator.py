@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pytest
 
 from grafana import build
 from tests.dashboards.queries import DASHBOARD_DIR
+from tests.support import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,14 +25,7 @@ def test_committed_json_equals_generator_output() -> None:
 
 def test_build_script_check_passes() -> None:
     """`python grafana/build.py --check` runs standalone and finds nothing stale."""
-    result = subprocess.run(
-        [sys.executable, "grafana/build.py", "--check"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tool([sys.executable, "grafana/build.py", "--check"], cwd=ROOT)
     assert result.returncode == 0, result.stderr
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.dashboards.queries import (
@@ -16,6 +13,7 @@ from tests.dashboards.queries import (
     variable_promql,
     variable_queries,
 )
+from tests.support import require_tool, run_tool
 
 # Concrete values for every variable the dashboards use, as Grafana would interpolate them.
 VALUES = {
@@ -30,9 +28,7 @@ VALUES = {
 
 def test_every_query_parses(dashboards: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """promtool accepts every panel and variable query, with variables substituted."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+    promtool = require_tool("promtool")
     exprs = []
     for dashboard in dashboards.values():
         exprs += [expr for _, expr in panel_queries(dashboard)]
@@ -43,12 +39,6 @@ def test_every_query_parses(dashboards: dict[str, dict[str, Any]], tmp_path: Pat
     ]
     path = tmp_path / "dashboard-queries.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
-    result = subprocess.run(
-        [promtool, "check", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tool([promtool, "check", "rules", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"SUCCESS: {len(rules)} rules found" in result.stdout

@@ -8,15 +8,13 @@ count whole only when the fold comes before increase().
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.dashboards.queries import fed_queries, substitute_variables
+from tests.support import require_tool, run_tool
 
 REPLICAS = (
     'instance="10.0.0.1:9477", pod="exporter-a"',
@@ -137,9 +135,7 @@ def input_series() -> list[dict[str, str]]:
 
 def test_key_queries_collapse_replicas_and_join_names(tmp_path: Path) -> None:
     """Counts, ratios, the name join and the table's columns are right across replicas and pods."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+    promtool = require_tool("promtool")
     exprs = {(q.dashboard_uid, q.panel_title, q.ref_id): q.expr for q in fed_queries()}
     tests: list[dict[str, Any]] = [
         {
@@ -156,11 +152,5 @@ def test_key_queries_collapse_replicas_and_join_names(tmp_path: Path) -> None:
     }
     path = tmp_path / "dashboard-semantics.yml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    result = subprocess.run(
-        [promtool, "test", "rules", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_tool([promtool, "test", "rules", str(path)])
     assert result.returncode == 0, result.stdout + result.stderr

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shlex
-import shutil
-import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,31 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
-from exporter.config import Settings, load_settings
+from exporter.config import ENV_PREFIX, Settings, load_settings
+from tests.support import require_tool, run_tool
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"
-ENV_PREFIX = "AEP_EXPORTER_"
-TOOL_TIMEOUT = 60
-
-
-def require_tool(name: str) -> str:
-    """Path of a command-line tool: skipped when absent outside CI, a failure in CI."""
-    # PATH first; then the venv's bin, where a tool installed from a wheel lands.
-    path = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
-    if path is not None:
-        return path
-    if os.environ.get("CI"):
-        pytest.fail(f"{name} is required in CI (CI is set) but is not on PATH")
-    pytest.skip(f"{name} is not installed (with CI set this is a failure)")
-
-
-def run_tool(args: list[str], *, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    """Run a tool to completion within TOOL_TIMEOUT seconds, capturing its output."""
-    return subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False
-    )
 
 
 def unknown_setting_names(env: Mapping[str, str]) -> list[str]:
@@ -53,22 +30,15 @@ def unknown_setting_names(env: Mapping[str, str]) -> list[str]:
     )
 
 
-def load_settings_from(
-    env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> Settings:
-    """Settings as the exporter would load them from exactly these AEP_EXPORTER_* variables."""
-    for name in list(os.environ):
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.delenv(name)
-    for name, value in env.items():
-        if name.startswith(ENV_PREFIX):
-            monkeypatch.setenv(name, value)
+def load_settings_from(env: Mapping[str, str], tmp_path: Path) -> Settings:
+    """Settings as the exporter would load them from exactly this environment (no other)."""
+    environ = dict(env)
     if f"{ENV_PREFIX}CLIENT_SECRET_FILE" in env:
         # The container path does not exist here; the file's content is what a Secret provides.
         secret = tmp_path / "client-secret"
         secret.write_text("", encoding="utf-8")
-        monkeypatch.setenv(f"{ENV_PREFIX}CLIENT_SECRET_FILE", str(secret))
-    return load_settings()
+        environ[f"{ENV_PREFIX}CLIENT_SECRET_FILE"] = str(secret)
+    return load_settings(environ)
 
 
 def port_of(address: str) -> int:

@@ -5,19 +5,17 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import pytest
 import yaml
 
+from exporter.config import ENV_PREFIX
 from exporter.durations import parse_duration
+from tests.support import require_tool, run_tool
 
 from .conftest import (
     DEPLOY,
-    ENV_PREFIX,
     REPO,
     load_settings_from,
     port_of,
-    require_tool,
-    run_tool,
     unknown_setting_names,
 )
 
@@ -85,14 +83,14 @@ def test_third_party_images_are_pinned(compose: dict[str, Any]) -> None:
 
 
 def test_exporter_environment_names_real_settings_that_load(
-    compose: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    compose: dict[str, Any], tmp_path: Path
 ) -> None:
     """The exporter's environment uses real setting names, loads, and matches its ports."""
     exporter = compose["services"]["exporter"]
     env = {name: str(value) for name, value in exporter["environment"].items()}
     assert unknown_setting_names(env) == []
     env[f"{ENV_PREFIX}CLIENT_IDS"] = ""  # as `${AEP_EXPORTER_CLIENT_IDS:-}` expands when unset
-    settings = load_settings_from(env, monkeypatch, tmp_path)
+    settings = load_settings_from(env, tmp_path)
     published = {int(port.rpartition(":")[2]) for port in exporter["ports"]}
     assert published == {port_of(settings.listen_address), port_of(settings.metrics_listen_address)}
     assert [p for p in exporter["ports"] if p.endswith(f":{port_of(settings.listen_address)}")]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sys
 import tomllib
 from collections.abc import Callable, Coroutine
@@ -16,11 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from exporter.config import ENV_PREFIX
 from exporter.durations import parse_duration
+from tests.support import Child, clean_environ
 
 from .conftest import (
     DEPLOY,
-    ENV_PREFIX,
     REPO,
     Instruction,
     dockerfile_env,
@@ -114,13 +113,11 @@ def test_every_copy_source_exists_and_is_in_the_build_context(
     assert [s for s in sources if s not in allowed] == []
 
 
-def test_ports_volume_and_environment_agree(
-    dockerfile: list[Instruction], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_ports_volume_and_environment_agree(dockerfile: list[Instruction], tmp_path: Path) -> None:
     """The image exposes both listeners, keeps state in its VOLUME, and sets real settings."""
     env = dockerfile_env(dockerfile)
     assert unknown_setting_names(env) == []
-    settings = load_settings_from(env, monkeypatch, tmp_path)
+    settings = load_settings_from(env, tmp_path)
     exposed = sorted(int(port) for port in final(dockerfile, "EXPOSE").words())
     assert exposed == sorted(
         [port_of(settings.listen_address), port_of(settings.metrics_listen_address)]
@@ -140,11 +137,10 @@ def test_healthcheck_uses_python_not_curl(dockerfile: list[Instruction]) -> None
 async def run_healthcheck(dockerfile: list[Instruction], env: dict[str, str]) -> int:
     """Run the HEALTHCHECK command with this interpreter and env; its exit status."""
     command = healthcheck_command(dockerfile)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         *command[1:],
-        env={**clean, **env},
+        env=clean_environ(env),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,
     )
@@ -206,37 +202,31 @@ async def test_entrypoint_with_image_environment_turns_healthy_and_stops_on_stop
         web_config.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n", "utf-8")
         env[f"{ENV_PREFIX}WEB_CONFIG_FILE"] = str(web_config)
     # The image's settings, with the listeners moved to loopback and the volume to tmp_path.
+    port = unused_tcp_port_factory()
     env |= {
-        f"{ENV_PREFIX}LISTEN_ADDRESS": f"127.0.0.1:{unused_tcp_port_factory()}",
+        f"{ENV_PREFIX}LISTEN_ADDRESS": f"127.0.0.1:{port}",
         f"{ENV_PREFIX}METRICS_LISTEN_ADDRESS": f"127.0.0.1:{unused_tcp_port_factory()}",
         f"{ENV_PREFIX}STATE_PATH": str(tmp_path / "state.db"),
         f"{ENV_PREFIX}CATALOGUE_PATH": str(DEPLOY / "catalogue.example.yaml"),
     }
     entrypoint = final(dockerfile, "ENTRYPOINT").exec_form()
     assert entrypoint[0] == "aep-flow-exporter"
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    argv = [sys.executable, "-m", "exporter", *entrypoint[1:]]
     log = tmp_path / "exporter.log"
-    with log.open("wb") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "exporter",
-            *entrypoint[1:],
-            env={**clean, **env},
-            stdout=output,
-            stderr=output,
-        )
+    exporter = Child(
+        "exporter", argv, port=port, ready_path="/healthz", log_path=log, env=clean_environ(env)
+    )
+    exporter.spawn()
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + STARTUP_TIMEOUT
         while await run_healthcheck(dockerfile, env) != 0:
-            assert process.returncode is None, log.read_text(encoding="utf-8")
-            assert loop.time() < deadline, "not healthy in time:\n" + log.read_text("utf-8")
+            assert exporter.process is not None
+            assert exporter.process.poll() is None, exporter.log_tail()
+            assert loop.time() < deadline, "not healthy in time:\n" + exporter.log_tail()
             await asyncio.sleep(0.1)
-        process.send_signal(signal.SIGTERM)
         grace = parse_duration(env.get(f"{ENV_PREFIX}SHUTDOWN_GRACE", "15s"))
-        assert await asyncio.wait_for(process.wait(), grace + 5) == 0, log.read_text("utf-8")
+        status = await asyncio.to_thread(exporter.terminate, grace + 5)
+        assert status == 0, exporter.log_tail()
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+        exporter.stop()

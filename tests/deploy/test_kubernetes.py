@@ -6,14 +6,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
-import pytest
 import yaml
 
+from exporter.config import ENV_PREFIX
 from exporter.durations import parse_duration
 
 from .conftest import (
     DEPLOY,
-    ENV_PREFIX,
     KUBERNETES,
     Instruction,
     Rendered,
@@ -209,13 +208,13 @@ def test_every_referenced_object_is_rendered(rendered: Rendered) -> None:
 
 
 def test_settings_configmap_names_real_settings_that_load(
-    rendered: Rendered, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    rendered: Rendered, tmp_path: Path
 ) -> None:
     """Every variable of the settings ConfigMap is a real setting, and together they load."""
     env = env_of(rendered)
     assert unknown_setting_names(env) == []
     assert all(name.startswith(ENV_PREFIX) for name in env)
-    settings = load_settings_from(env, monkeypatch, tmp_path)
+    settings = load_settings_from(env, tmp_path)
     assert settings.metrics_listen_address != ""
     assert settings.verification_on
 

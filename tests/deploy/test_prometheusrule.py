@@ -8,7 +8,9 @@ from typing import Any
 
 import yaml
 
-from .conftest import DEPLOY, KUBERNETES, Rendered, require_tool, run_tool
+from tests.support import require_tool, run_tool
+
+from .conftest import DEPLOY, KUBERNETES, Rendered
 
 GENERATOR = KUBERNETES / "generate_prometheusrule.py"
 COMMITTED = KUBERNETES / "prometheusrule.yaml"

@@ -4,59 +4,33 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.operations.service import Service, free_port
+from tests.support import (
+    Child,
+    ExporterProcess,
+    alertmanager_process,
+    free_port,
+    http_json,
+    require_tool,
+    wait_for,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "rules"
 ALERTMANAGER_CONFIG = REPO / "deploy" / "alertmanager" / "alertmanager.yml"
 CATALOGUE = REPO / "deploy" / "catalogue.example.yaml"
 KEY_PATH = "/prod/keys/pub-key-e2e.pem"
-
-
-def require(program: str) -> str:
-    """The program's path; in CI a missing program fails, elsewhere the test is skipped."""
-    path = shutil.which(program)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{program} is not installed (.ci/run installs it)")
-        pytest.skip(f"{program} is not installed (Debian: prometheus, prometheus-alertmanager)")
-    return path
-
-
-def http_get_json(url: str, timeout: float = 5.0) -> Any:
-    """GET a JSON document from a loopback URL."""
-    with urllib.request.urlopen(url, timeout=timeout) as response:
-        return json.load(response)
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float) -> float:
-    """Poll until check() is true; the seconds it took; fail after timeout."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if check():
-                return time.monotonic() - started
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Receiver:
@@ -117,10 +91,10 @@ class Stack:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.processes: list[Child] = []
         self.receiver = Receiver()
         self.signer = Signer(root / "pinned")
-        self.exporter = Service(
+        self.exporter = ExporterProcess(
             root / "state.db",
             "--pinned-keys-dir", str(root / "pinned"),
             "--catalogue-path", str(CATALOGUE),
@@ -128,10 +102,6 @@ class Stack:
         self.alertmanager_port = free_port()
         self.prometheus_port = free_port()
         self.prometheus_url = f"http://127.0.0.1:{self.prometheus_port}"
-
-    def _spawn(self, name: str, command: list[str]) -> None:
-        with (self.root / f"{name}.log").open("ab") as log:
-            self.processes.append(subprocess.Popen(command, stdout=log, stderr=log))
 
     def alertmanager_config(self) -> Path:
         """The shipped Alertmanager config, every receiver pointed at the test receiver.
@@ -174,28 +144,30 @@ class Stack:
 
     def start(self) -> None:
         """Start the exporter, Alertmanager and Prometheus; wait until Prometheus scraped once."""
-        prometheus = require("prometheus")
-        alertmanager = require("prometheus-alertmanager")
+        prometheus = require_tool("prometheus")
+        alertmanager = require_tool("prometheus-alertmanager")
         self.exporter.start()
-        self._spawn("alertmanager", [
-            alertmanager,
-            f"--config.file={self.alertmanager_config()}",
-            f"--storage.path={self.root / 'alertmanager-data'}",
-            f"--web.listen-address=127.0.0.1:{self.alertmanager_port}",
-            "--cluster.listen-address=",
-        ])  # fmt: skip
-        self._spawn("prometheus", [
+        config = self.alertmanager_config()
+        self.processes.append(
+            alertmanager_process(alertmanager, config, self.root, self.alertmanager_port).spawn()
+        )
+        argv = [
             prometheus,
             f"--config.file={self.prometheus_config()}",
             f"--storage.tsdb.path={self.root / 'prometheus-data'}",
             f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
-        ])  # fmt: skip
+        ]
+        log_path = self.root / "prometheus.log"
+        prometheus_child = Child(
+            "prometheus", argv, port=self.prometheus_port, ready_path="/-/ready", log_path=log_path
+        )
+        self.processes.append(prometheus_child.spawn())
         wait_for(lambda: self.query("up") == [1.0], "Prometheus to scrape the exporter", 60)
 
     def query(self, expr: str) -> list[float]:
         """Values of an instant query now."""
         url = f"{self.prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        result = http_get_json(url)["data"]["result"]
+        result = http_json(url)["data"]["result"]
         return [float(item["value"][1]) for item in result]
 
     def query_any(self, expr: str, *, instant: bool, window: float) -> int:
@@ -207,7 +179,7 @@ class Stack:
             now = time.time()
             params = {"query": expr, "start": str(now - window), "end": str(now), "step": "1"}
             url = f"{self.prometheus_url}/api/v1/query_range?" + urllib.parse.urlencode(params)
-        document = http_get_json(url, timeout=20)
+        document = http_json(url, timeout=20)
         assert document["status"] == "success", document
         return len(document["data"]["result"])
 
@@ -222,13 +194,7 @@ class Stack:
     def stop(self) -> None:
         """Stop what this stack started, by PID."""
         for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+            process.stop()
         self.exporter.stop()
         self.receiver.close()
 

@@ -11,8 +11,9 @@ import pytest
 
 from tests.conftest import SUCCESS_FLOW, fixture_bytes
 from tests.dashboards.queries import fed_queries, substitute_variables
-from tests.e2e.stack import Stack, http_get_json, wait_for
+from tests.e2e.stack import Stack
 from tests.payload_builders import alert, body, legacy, run_object
+from tests.support import http_json, wait_for
 
 FLOW_NAME = "CRM accounts (S3, hourly)"  # deploy/catalogue.example.yaml
 
@@ -115,7 +116,7 @@ def test_every_dashboard_query_runs_and_fed_panels_have_data(stack: Stack) -> No
 
 def test_prometheus_loaded_every_shipped_rule(stack: Stack) -> None:
     """Prometheus loaded the shipped rule files without errors."""
-    groups = http_get_json(f"{stack.prometheus_url}/api/v1/rules")["data"]["groups"]
+    groups = http_json(f"{stack.prometheus_url}/api/v1/rules")["data"]["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
     assert rules
     assert all(rule["health"] == "ok" for rule in rules), [

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.operations.service import Service
 from tests.payload_builders import body, legacy, run_object
+from tests.support import ExporterProcess
 
 FLOWS = 8
 NOTIFICATIONS = 1500
@@ -30,7 +30,7 @@ def make_deliveries(rng: random.Random) -> list[tuple[int, str, bytes]]:
 
 
 async def send_all(
-    service: Service, deliveries: list[tuple[int, str, bytes]], kill_after: int | None
+    service: ExporterProcess, deliveries: list[tuple[int, str, bytes]], kill_after: int | None
 ) -> set[int]:
     """Post every delivery with CONCURRENCY clients; SIGKILL the service after `kill_after` 2xx.
 
@@ -91,14 +91,10 @@ async def test_kill_restart_and_redelivery_count_every_notification_once(tmp_pat
     for round_number in range(2):
         kill_after = rng.randrange(100, NOTIFICATIONS // 2)
         print(f"round={round_number} kill_after={kill_after}")
-        with Service(state, "--insecure-accept-unsigned") as service:
-            service.start()
-            await service.wait_ready()
+        with ExporterProcess(state, "--insecure-accept-unsigned") as service:
             acknowledged |= await send_all(service, deliveries, kill_after)
-        with Service(state, "--insecure-accept-unsigned") as service:
-            service.start()
-            await service.wait_ready()
-            counted = runs_per_flow(await service.metrics())
+        with ExporterProcess(state, "--insecure-accept-unsigned") as service:
+            counted = runs_per_flow(service.metrics())
             for flow_id, distinct in expected.items():
                 acked = sum(1 for n in acknowledged if flow_of[n] == flow_id)
                 assert counted.get(flow_id, 0) >= acked, (flow_id, acked, counted)
@@ -106,11 +102,9 @@ async def test_kill_restart_and_redelivery_count_every_notification_once(tmp_pat
             service.terminate()
 
     # Adobe retries everything that was not acknowledged (and some that were): resend it all.
-    with Service(state, "--insecure-accept-unsigned") as service:
-        service.start()
-        await service.wait_ready()
+    with ExporterProcess(state, "--insecure-accept-unsigned") as service:
         await send_all(service, deliveries, kill_after=None)
-        samples = await service.metrics()
+        samples = service.metrics()
         assert runs_per_flow(samples) == expected
         total_records = sum(
             value for (name, _), value in samples.items() if name == "aep_flow_input_records_total"

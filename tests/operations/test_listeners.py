@@ -10,8 +10,8 @@ from pathlib import Path
 import aiohttp
 import bcrypt
 
-from tests.operations.service import Service, free_port
 from tests.payload_builders import body, legacy, run_object
+from tests.support import ExporterProcess, free_port
 
 AUTH = {"Authorization": aiohttp.encode_basic_auth("prometheus", "scrape-secret")}
 
@@ -41,7 +41,7 @@ async def test_split_metrics_listener_with_basic_auth_and_reload(tmp_path: Path)
     catalogue = tmp_path / "catalogue.yaml"
     write_catalogue(catalogue, "First name")
     metrics_port = free_port()
-    service = Service(
+    service = ExporterProcess(
         tmp_path / "state.db",
         "--insecure-accept-unsigned",
         "--metrics-listen-address", f"127.0.0.1:{metrics_port}",
@@ -50,8 +50,6 @@ async def test_split_metrics_listener_with_basic_auth_and_reload(tmp_path: Path)
     )  # fmt: skip
     metrics_url = f"http://127.0.0.1:{metrics_port}"
     with service:
-        service.start()
-        await service.wait_ready()
         async with aiohttp.ClientSession() as session:
             run = body(legacy("e1", run_object(run_id="r1")))
             async with session.post(service.url + "/webhook", data=run) as response:
@@ -89,14 +87,12 @@ async def test_split_metrics_listener_with_basic_auth_and_reload(tmp_path: Path)
 
 async def test_shared_listener_guards_metrics_but_not_the_webhook(tmp_path: Path) -> None:
     """With one listener and a web config, /metrics needs auth and the webhook does not."""
-    service = Service(
+    service = ExporterProcess(
         tmp_path / "state.db",
         "--insecure-accept-unsigned",
         "--web-config-file", str(write_web_config(tmp_path / "web.yaml")),
     )  # fmt: skip
     with service:
-        service.start()
-        await service.wait_ready()
         async with aiohttp.ClientSession() as session:
             run = body(legacy("e1", run_object(run_id="r1")))
             async with session.post(service.url + "/webhook", data=run) as response:
@@ -115,21 +111,23 @@ def test_bad_web_config_stops_start_with_exit_2(tmp_path: Path) -> None:
     """A web config that does not load stops the exporter with one line and status 2."""
     bad = tmp_path / "web.yaml"
     bad.write_text("basic_auth_users:\n  prometheus: not-a-hash\n")
-    service = Service(tmp_path / "state.db", "--insecure-accept-unsigned",
+    service = ExporterProcess(tmp_path / "state.db", "--insecure-accept-unsigned",
                       "--web-config-file", str(bad))  # fmt: skip
-    with service:
-        service.start()
+    service.spawn()
+    try:
         assert service.process is not None
         assert service.process.wait(timeout=20) == 2
+    finally:
+        service.stop()
     assert "web config" in service.log_path.read_text()
 
 
 async def test_slow_headers_are_cut_off_by_the_idle_timeout(tmp_path: Path) -> None:
     """A client that never finishes its request headers is disconnected after the idle timeout."""
-    service = Service(tmp_path / "state.db", "--insecure-accept-unsigned", "--idle-timeout", "1s")
+    service = ExporterProcess(
+        tmp_path / "state.db", "--insecure-accept-unsigned", "--idle-timeout", "1s"
+    )
     with service:
-        service.start()
-        await service.wait_ready()
         reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
         writer.write(b"POST /webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         await writer.drain()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.operations.service import Service
 from tests.payload_builders import body, legacy, run_object
+from tests.support import ExporterProcess
 
 FILE_SIZE_LIMIT = 512 * 1024
 
@@ -26,9 +26,7 @@ def limit_file_size() -> None:
 async def test_full_disk_answers_503_then_recovers(tmp_path: Path) -> None:
     """Writes past a file-size limit fail: 503 store_unavailable, /readyz 503; lifting it heals."""
     state = tmp_path / "state.db"
-    with Service(state, "--insecure-accept-unsigned", preexec=limit_file_size) as service:
-        service.start()
-        await service.wait_ready()
+    with ExporterProcess(state, "--insecure-accept-unsigned", preexec=limit_file_size) as service:
         statuses = []
         async with aiohttp.ClientSession() as session:
             for number in range(400):
@@ -42,7 +40,7 @@ async def test_full_disk_answers_503_then_recovers(tmp_path: Path) -> None:
             assert statuses[-1] == 503, "the file-size limit was never reached"
             async with session.get(service.url + "/readyz") as response:
                 assert response.status == 503
-            samples = await service.metrics()
+            samples = service.metrics()
             assert samples[("aep_exporter_store_ready", ())] == 0
             reason = (("reason", "store_unavailable"),)
             assert samples[("aep_exporter_requests_rejected_total", reason)] >= 1
@@ -61,7 +59,7 @@ async def test_full_disk_answers_503_then_recovers(tmp_path: Path) -> None:
             run = body(legacy("after", run_object(run_id="after")))
             async with session.post(service.url + "/webhook", data=run) as response:
                 assert response.status == 200
-        samples = await service.metrics()
+        samples = service.metrics()
         assert samples[("aep_exporter_store_ready", ())] == 1
         flow = (("flow_id", "flow-a"), ("sandbox", "prod"), ("status", "success"))
         assert samples[("aep_flow_runs_total", flow)] == 1

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 RULES_DIR = REPO / "deploy" / "prometheus" / "rules"
@@ -54,21 +54,6 @@ def load_rule_tests() -> dict[str, Any]:
         path.name: yaml.safe_load(path.read_text(encoding="utf-8"))
         for path in sorted(RULE_TESTS_DIR.glob("*.yml"))
     }
-
-
-def require_tool(*names: str) -> str:
-    """Path of the first installed program of `names`; skip without it, except in CI (fail)."""
-    for name in names:
-        path = shutil.which(name)
-        if path is not None:
-            return path
-    wanted = " or ".join(names)
-    if os.environ.get("CI"):
-        pytest.fail(f"{wanted} is required in CI (.ci/run installs Debian's packages)")
-    pytest.skip(
-        f"{wanted} is not installed (Debian: prometheus, prometheus-alertmanager); "
-        "set CI=1 to turn this skip into a failure"
-    )
 
 
 @pytest.fixture(scope="session")

@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,78 +10,18 @@ from typing import Any
 import pytest
 
 from tests.rules.conftest import ALERTMANAGER_CONFIG
+from tests.support import alertmanager_process, http_json, wait_for
 
 pytestmark = pytest.mark.e2e
 
-READY_TIMEOUT = 20.0
 SETTLE_TIMEOUT = 10.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_json(url: str, body: object | None = None) -> Any:
-    """GET (or POST `body` as JSON to) a loopback URL and decode the JSON answer."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
-        text = response.read().decode()
-    return json.loads(text) if text else None
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float) -> None:
-    """Poll `condition` until it holds; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout} s waiting for {what}")
 
 
 @pytest.fixture
 def alertmanager_url(alertmanager_binary: str, tmp_path: Path) -> Iterator[str]:
     """A real Alertmanager with the shipped config, listening on loopback only."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "alertmanager.log").open("wb")
-    process = subprocess.Popen(
-        [
-            alertmanager_binary,
-            f"--config.file={ALERTMANAGER_CONFIG}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-    def ready() -> bool:
-        if process.poll() is not None:
-            log.flush()
-            pytest.fail(f"Alertmanager exited: {(tmp_path / 'alertmanager.log').read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
-    try:
-        wait_for(ready, "Alertmanager to be ready", READY_TIMEOUT)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-        log.close()
+    with alertmanager_process(alertmanager_binary, ALERTMANAGER_CONFIG, tmp_path) as process:
+        yield process.url
 
 
 def alert(alertname: str, severity: str, **labels: str) -> dict[str, Any]:

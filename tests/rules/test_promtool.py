@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,20 +14,12 @@ from tests.rules.conftest import (
     RULE_FILES,
     RULE_TESTS_DIR,
 )
-
-TIMEOUT = 120
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """Run a tool with a bounded wait and capture its output."""
-    return subprocess.run(
-        [str(arg) for arg in args], capture_output=True, text=True, timeout=TIMEOUT, check=False
-    )
+from tests.support import run_tool
 
 
 def test_rule_files_pass_promtool_check_without_warnings(promtool: str) -> None:
     """promtool check rules accepts both rule files with every lint on and prints no warning."""
-    result = run(promtool, "check", "rules", "--lint=all", "--lint-fatal", *RULE_FILES)
+    result = run_tool([promtool, "check", "rules", "--lint=all", "--lint-fatal", *RULE_FILES])
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
     lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
@@ -37,7 +28,7 @@ def test_rule_files_pass_promtool_check_without_warnings(promtool: str) -> None:
 
 def test_prometheus_config_passes_promtool_check(promtool: str) -> None:
     """promtool check config accepts the example Prometheus config and the rules it names."""
-    result = run(promtool, "check", "config", PROMETHEUS_CONFIG)
+    result = run_tool([promtool, "check", "config", PROMETHEUS_CONFIG])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 rule files found" in result.stdout
 
@@ -47,14 +38,14 @@ def test_prometheus_config_passes_promtool_check(promtool: str) -> None:
 )
 def test_rule_unit_tests_pass(promtool: str, test_file: Path) -> None:
     """promtool test rules passes every unit-test file."""
-    result = run(promtool, "test", "rules", test_file)
+    result = run_tool([promtool, "test", "rules", test_file])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
 
 
 def test_alertmanager_config_passes_amtool_check(amtool: str) -> None:
     """amtool check-config accepts the example Alertmanager config and its template."""
-    result = run(amtool, "check-config", ALERTMANAGER_CONFIG)
+    result = run_tool([amtool, "check-config", ALERTMANAGER_CONFIG])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 templates" in result.stdout
 
@@ -75,14 +66,16 @@ def test_alertmanager_config_passes_amtool_check(amtool: str) -> None:
 )
 def test_alerts_route_by_severity(amtool: str, labels: list[str], receiver: str) -> None:
     """amtool config routes test sends critical to the pager, warning to tickets, info aside."""
-    result = run(
-        amtool,
-        "config",
-        "routes",
-        "test",
-        f"--config.file={ALERTMANAGER_CONFIG}",
-        f"--verify.receivers={receiver}",
-        *labels,
+    result = run_tool(
+        [
+            amtool,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={ALERTMANAGER_CONFIG}",
+            f"--verify.receivers={receiver}",
+            *labels,
+        ]
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == receiver
@@ -147,13 +140,15 @@ def test_notification_templates_render(
     }
     data_file = tmp_path / "data.json"
     data_file.write_text(json.dumps(data), encoding="utf-8")
-    result = run(
-        amtool,
-        "template",
-        "render",
-        f"--template.glob={ALERTMANAGER_TEMPLATES}/*.tmpl",
-        f'--template.text={{{{ template "{definition}" . }}}}',
-        f"--template.data={data_file}",
+    result = run_tool(
+        [
+            amtool,
+            "template",
+            "render",
+            f"--template.glob={ALERTMANAGER_TEMPLATES}/*.tmpl",
+            f'--template.text={{{{ template "{definition}" . }}}}',
+            f"--template.data={data_file}",
+        ]
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == expected
