@@ -40,12 +40,19 @@ def parse_duration(text: str) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Render seconds back as the shortest Prometheus duration (for check-config)."""
+    """Render seconds back as a Prometheus duration, the way the README writes defaults.
+
+    Days only from a week on (`30d`, `8d`); shorter spans in hours and below (`72h`, `24h`,
+    `90s`), since that is how operators think of retry and cache windows.
+    """
     if seconds <= 0:
         return "0s"
     remaining = round(seconds * 1000)
+    units = [("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)]
+    if remaining >= 7 * 86_400_000:
+        units.insert(0, ("d", 86_400_000))
     parts = []
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000), ("ms", 1)):
+    for unit, size in units:
         count, remaining = divmod(remaining, size)
         if count:
             parts.append(f"{count}{unit}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -54,9 +55,21 @@ def test_check_payload_text_and_unknown_exit_1(
     odd.write_bytes(body({"hello": "world"}))
     assert main(["check-payload", str(FIXTURES / "seed_success.json"), str(odd)]) == 1
     captured = capsys.readouterr()
-    assert "run (FlowRun)" in captured.out
-    assert "metric aep_flow_runs_total" in captured.out
+    assert "seed_success.json #1: run\n" in captured.out
+    assert "    aep_flow_runs_total{" in captured.out
     assert "not understood" in captured.err
+
+
+def test_check_payload_text_reads_like_a_tool(capsys: pytest.CaptureFixture[str]) -> None:
+    """Text output shows values, not Python reprs, and times at full precision."""
+    assert main(["check-payload", str(FIXTURES / "seed_failure.json")]) == 0
+    out = capsys.readouterr().out
+    assert "completed at:        2020-08-14T19:42:37.567Z (1597434157.567)" in out
+    assert "activities:          promotionActivity failed" in out
+    assert f"flow:                prod / {FAILURE_FLOW}" in out
+    assert 'status="failed"} = 1597434157.567' in out
+    assert "<" not in out
+    assert "e+09" not in out
 
 
 def test_check_payload_rejects_non_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,3 +161,22 @@ def test_backup_is_a_usable_state_file(tmp_path: Path, capsys: pytest.CaptureFix
     copy.close()
     assert main(["backup", str(target)]) == 1
     assert "refusing to overwrite" in capsys.readouterr().err
+
+
+def test_check_config_prints_duration_defaults_as_the_readme_writes_them(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every duration default check-config prints is spelled as in the README table."""
+    for name in [name for name in os.environ if name.startswith("AEP_EXPORTER_")]:
+        monkeypatch.delenv(name)
+    readme = (FIXTURES.parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^\| `(AEP_EXPORTER_\w+)`[^|]*\| `([^`]*)` \|", readme, re.M))
+    assert main(["check-config"]) == 0
+    printed = dict(
+        line.split("=", 1) for line in capsys.readouterr().out.splitlines() if "=" in line
+    )
+    durations = [name for name, value in documented.items() if re.fullmatch(r"\d+[smhd]", value)]
+    assert len(durations) >= 6
+    assert {name: printed[name] for name in durations} == {
+        name: documented[name] for name in durations
+    }

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from exporter.catalogue import Catalogue
 from exporter.cli.options import settings_from_args
-from exporter.domain import Document, FlowAlert, FlowRun, FlowStart, Unrecognized
+from exporter.domain import (
+    ActivityResult,
+    Document,
+    FlowAlert,
+    FlowKey,
+    FlowRun,
+    FlowStart,
+    RunError,
+    Unrecognized,
+)
 from exporter.metrics.flows import FlowCollector
 from exporter.normalize import normalize_body
 from exporter.payloads.decode import PayloadError
@@ -41,10 +52,47 @@ def metric_changes(doc: Document, received_at: float, buckets: tuple[float, ...]
     changes = []
     for name, value in new.items():
         if name not in old:
-            changes.append(f"{name} = {value:g}")
+            changes.append(f"{name} = {_number(value)}")
         elif old[name] != value:
-            changes.append(f"{name} {value - old[name]:+g}")
+            delta = value - old[name]
+            changes.append(f"{name} {'+' if delta >= 0 else '-'}{_number(abs(delta))}")
     return changes
+
+
+def _number(value: float) -> str:
+    """A value at full precision: integers without a fraction, others as Python writes them."""
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def _moment(seconds: float) -> str:
+    """An epoch time as ISO-8601 UTC with milliseconds, and the exact epoch seconds."""
+    when = datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")
+    return f"{when.replace('+00:00', 'Z')} ({_number(seconds)})"
+
+
+def _field_text(name: str, value: Any) -> str:
+    """One normalized field as a person reads it."""
+    if isinstance(value, FlowKey):
+        return f"{value.sandbox} / {value.flow_id}"
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float) and (name == "at" or name.endswith("_at")):
+        return _moment(value)
+    if isinstance(value, int | float):
+        return _number(float(value)) if isinstance(value, float) else str(value)
+    if isinstance(value, tuple):
+        return "; ".join(_item_text(item) for item in value)
+    return str(value)
+
+
+def _item_text(item: Any) -> str:
+    if isinstance(item, RunError):
+        return f"{item.code} ({item.message})" if item.message else item.code
+    if isinstance(item, ActivityResult):
+        return f"{item.activity} {item.status.value}"
+    return str(item)
 
 
 def _document_json(doc: Document) -> dict[str, Any]:
@@ -61,15 +109,24 @@ def _document_json(doc: Document) -> dict[str, Any]:
 
 
 def _print_text(source: str, index: int, doc: Document, changes: list[str]) -> None:
-    print(f"{source} #{index}: {doc.kind.value} ({type(doc.event).__name__})")
-    for key, value in dataclasses.asdict(doc.event).items():
-        if value not in (None, (), [], ""):
-            print(f"  {key}: {value}")
-    print(f"  dedup_keys: {', '.join(doc.dedup_keys)}")
+    print(f"{source} #{index}: {doc.kind.value}")
+    rows = [
+        (name.replace("_", " "), _field_text(name, getattr(doc.event, name)))
+        for name in (field.name for field in dataclasses.fields(doc.event))
+        if getattr(doc.event, name) not in (None, (), "")
+    ]
+    rows.append(("de-duplication keys", ", ".join(doc.dedup_keys)))
+    if doc.recipient:
+        rows.append(("recipient", doc.recipient))
     if doc.anomalies:
-        print(f"  anomalies: {', '.join(doc.anomalies)}")
+        rows.append(("anomalies", ", ".join(doc.anomalies)))
+    width = max(len(label) for label, _ in rows) + 1
+    for label, text in rows:
+        print(f"  {label + ':':<{width}} {text}")
+    if changes:
+        print("  metric changes on a new flow:")
     for change in changes:
-        print(f"  metric {change}")
+        print(f"    {change}")
 
 
 def cmd_check_payload(args: argparse.Namespace) -> int:
