@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from exporter.cli import main
+from exporter.domain import NO_RECIPIENTS
 from exporter.recorder import Limits, Recorder
 from exporter.stores.protocol import DeadLetterBounds
 from exporter.stores.sqlite import SQLiteStore
@@ -85,7 +86,8 @@ def test_replay_records_dead_letters_todays_parser_understands(
     with store.transaction():
         store.add_dead_letter(
             received_at=1.0, reason="unknown document shape", event_id="late-1",
-            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, bounds=DeadLetterBounds(10, 10**6),
+            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, recipients=NO_RECIPIENTS,
+            bounds=DeadLetterBounds(10, 10**6),
         )  # fmt: skip
     store.close()
     monkeypatch.setenv("AEP_EXPORTER_STATE_PATH", str(state))
