@@ -18,8 +18,8 @@ def check_named(recipients: Recipients, *, client_ids: frozenset[str]) -> None:
 def check_recipients(
     documents: Sequence[Document], *, client_ids: frozenset[str], require: bool
 ) -> int:
-    """Refuse documents whose envelope names another recipient (or none, if required); count
-    those naming none."""
+    """Refuse foreign envelope recipients (absent ones too, if required); count the absent."""
+    # The envelope is the only place that says whom a document is for (protocol notes §18.11).
     if not client_ids:
         return 0
     missing = 0
