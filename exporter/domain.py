@@ -159,6 +159,19 @@ _KINDS: dict[type, DocumentKind] = {
 
 
 @dataclass(frozen=True, slots=True)
+class Recipients:
+    """Every recipient id a delivery names, wherever it names them (protocol notes §18.11)."""
+
+    ids: frozenset[str] = frozenset()
+    # A recipient field held what can never be one of our client ids: a value that is not a
+    # string, an overlong one, or more distinct ids than are kept.
+    unmatchable: bool = False
+
+
+NO_RECIPIENTS = Recipients()
+
+
+@dataclass(frozen=True, slots=True)
 class Document:
     """One normalized notification document of a delivery; its kind is its event's type."""
 
@@ -167,8 +180,11 @@ class Document:
     dedup_keys: tuple[str, ...]
     # JSON field names whose present values were invalid and treated as unknown.
     anomalies: tuple[str, ...] = ()
-    # recipientclientid / recipient_client_id, if the document carries one.
+    # recipientclientid / recipient_client_id at the document's envelope level, if any: the only
+    # place that satisfies --require-recipient (protocol notes §18.11).
     recipient: str | None = None
+    # Every recipient id its delivery named anywhere; a dead letter keeps them for replay.
+    recipients: Recipients = NO_RECIPIENTS
     # The document's own event id (eventid / event_id), if any.
     event_id: str | None = None
     # The document's JSON text, for dead letters and check-payload.

@@ -1,4 +1,4 @@
-"""The one ingest pipeline every source hands its documents to: normalize → recipients → record.
+"""The one ingest pipeline every source hands its documents to: recipients → normalize → record.
 
 A source (the webhook today; the journal and Flow Service pollers next) proves where a body came
 from, then calls `Pipeline.ingest_body` with the body and its `Delivery` context. The pipeline
@@ -15,15 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter import identity
-from exporter.domain import Document, FlowRun, Unrecognized, ValidationMessage
+from exporter.domain import (
+    NO_RECIPIENTS,
+    Document,
+    FlowRun,
+    Recipients,
+    Unrecognized,
+    ValidationMessage,
+)
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.normalize import normalize_body
+from exporter.normalize.recipients import read_recipients, union
 from exporter.payloads.decode import PayloadError
 from exporter.recorder import Cursor, Recorder, Result
 from exporter.records import lag_seconds
 from exporter.rejections import Rejected, Rejection
 from exporter.stores.protocol import StoreUnavailable
-from exporter.verify.recipients import check_recipients
+from exporter.verify.recipients import check_named, check_recipients
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,8 @@ class Delivery:
     header_event_id: str | None = None
     # A pull source's position after this body, committed in the same transaction.
     cursor: Cursor | None = None
+    # Recipient ids the body arrived with beyond its own text: a dead letter's, at replay.
+    recipients: Recipients = NO_RECIPIENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,26 +99,35 @@ class Pipeline:
 
     async def ingest_body(self, body: bytes, delivery: Delivery) -> Ingested:
         """Split a body into documents and ingest them; Rejected if it is refused as a whole."""
+        return await self.ingest(self.documents(body, delivery), delivery)
+
+    def documents(self, body: bytes, delivery: Delivery) -> list[Document]:
+        """The body's documents, once no recipient it names is foreign; Rejected otherwise."""
+        # Before parsing: a shape, depth or parse failure must never turn a document meant for
+        # another registration into a dead letter (protocol notes §18.11).
+        recipients = union(read_recipients(body), delivery.recipients)
+        check_named(recipients, client_ids=self._recipients.client_ids)
+        header_id = delivery.header_event_id
         try:
             documents = normalize_body(
                 body,
                 received_at=delivery.received_at,
-                header_event_id=delivery.header_event_id,
+                header_event_id=header_id,
                 max_depth=self._max_json_depth,
+                recipients=recipients,
             )
         except PayloadError as exc:
             if not delivery.verified:
                 detail = f"body is not usable JSON: {exc.reason}"
                 raise Rejected(Rejection.INVALID_JSON, detail) from None
-            documents = [_whole_body_dead_letter(body, exc.reason, delivery.header_event_id)]
-        if not documents:
-            documents = [_whole_body_dead_letter(body, "empty delivery", delivery.header_event_id)]
-        return await self.ingest(documents, delivery)
+            documents = [_whole_body_dead_letter(body, exc.reason, header_id, recipients)]
+        return documents or [_whole_body_dead_letter(body, "empty delivery", header_id, recipients)]
 
     async def ingest(self, documents: Sequence[Document], delivery: Delivery) -> Ingested:
         """Record normalized documents durably and count them; Rejected if they are refused."""
         if self._recipients.client_ids:
-            # Dead letters carry no recipient; they are stored, never refused.
+            # A dead letter's envelope may be unreadable: --require-recipient does not refuse it,
+            # replay holds it to the rules once it is understood.
             missing = check_recipients(
                 [doc for doc in documents if not isinstance(doc.event, Unrecognized)],
                 client_ids=self._recipients.client_ids,
@@ -152,7 +171,9 @@ class Pipeline:
             metrics.last_notification.set(received_at)
 
 
-def _whole_body_dead_letter(body: bytes, reason: str, header_event_id: str | None) -> Document:
+def _whole_body_dead_letter(
+    body: bytes, reason: str, header_event_id: str | None, recipients: Recipients
+) -> Document:
     """A proven body that is not JSON is still kept, whole, as one dead letter."""
     keys = [identity.content_key(body)]
     if header_event_id:
@@ -161,5 +182,6 @@ def _whole_body_dead_letter(body: bytes, reason: str, header_event_id: str | Non
         event=Unrecognized(reason=reason),
         dedup_keys=tuple(keys),
         event_id=header_event_id,
+        recipients=recipients,
         raw=body,
     )

@@ -247,6 +247,7 @@ class Recorder:
             event_id=doc.event_id,
             doc_hash=digest,
             body=doc.raw,
+            recipients=doc.recipients,
             bounds=self.limits.dead_letters,
         )
         outcome.dead_letters_added += 1

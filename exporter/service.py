@@ -64,6 +64,16 @@ def build_recorder(
     return Recorder(store, limits, on_ready=on_ready)
 
 
+def build_pipeline(settings: Settings, recorder: Recorder, metrics: SelfMetrics) -> Pipeline:
+    """The ingest pipeline with the configured recipient rules (live deliveries and replay)."""
+    return Pipeline(
+        recorder,
+        metrics,
+        recipients=RecipientRules(frozenset(settings.client_ids), settings.require_recipient),
+        max_json_depth=settings.max_json_depth,
+    )
+
+
 def build_exporter(
     settings: Settings, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
 ) -> Exporter:
@@ -83,12 +93,7 @@ def build_exporter(
         verifier = DeliveryVerifier(
             keys=keys, client_secret=settings.client_secret.get_secret_value()
         )
-    pipeline = Pipeline(
-        recorder,
-        metrics,
-        recipients=RecipientRules(frozenset(settings.client_ids), settings.require_recipient),
-        max_json_depth=settings.max_json_depth,
-    )
+    pipeline = build_pipeline(settings, recorder, metrics)
     webhook = WebhookSource(
         pipeline,
         metrics,

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Settings
+from exporter.domain import Recipients
 from exporter.ingest import Delivery, Source
 from exporter.recorder import Cursor, Result
 from exporter.rejections import Rejected, Rejection
@@ -93,3 +94,24 @@ async def test_unproven_bodies_that_are_not_json_are_refused(exporter: Exporter)
     kept = await exporter.pipeline.ingest_body(b"not json", journal())
     assert kept.results == [Result.DEAD_LETTERED]
     assert kept.summary() == {"dead_lettered": 1}
+
+
+async def test_recipients_a_body_arrived_with_are_held_to_the_rules(exporter: Exporter) -> None:
+    """A replayed letter's stored recipients refuse it even when its own text names no one."""
+    page = body(legacy("e1", run_object(run_id="r1")))
+    stored = Delivery(
+        Source.WEBHOOK, RECEIVED, verified=True, recipients=Recipients(frozenset({"theirs"}))
+    )
+    with pytest.raises(Rejected) as refused:
+        exporter.pipeline.documents(page, stored)
+    assert refused.value.reason is Rejection.RECIPIENT_MISMATCH
+
+
+async def test_a_dead_letter_keeps_the_recipients_of_its_delivery(exporter: Exporter) -> None:
+    """Each document carries every id its delivery named; a dead letter stores them."""
+    delivery = body([{"recipientclientid": "ours", "mystery": 1}, {"recipient_client_id": "ours"}])
+    ingested = await exporter.pipeline.ingest_body(delivery, journal())
+    assert ingested.results == [Result.DEAD_LETTERED, Result.DEAD_LETTERED]
+    store = exporter.recorder.store
+    letters = await exporter.recorder.run_in_writer(store.dead_letters)
+    assert [letter.recipients for letter in letters] == [Recipients(frozenset({"ours"}))] * 2

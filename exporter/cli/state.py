@@ -11,14 +11,17 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from exporter.cli.options import UsageError, settings_from_args
 from exporter.config import Settings
-from exporter.domain import Unrecognized
+from exporter.domain import NO_RECIPIENTS, Unrecognized
 from exporter.durations import parse_duration
-from exporter.normalize import normalize_body
-from exporter.payloads.decode import PayloadError
-from exporter.service import build_recorder
-from exporter.stores.protocol import StateStore
+from exporter.ingest import Delivery, Source
+from exporter.metrics.self_metrics import SelfMetrics
+from exporter.rejections import Rejected
+from exporter.service import build_pipeline, build_recorder
+from exporter.stores.protocol import DeadLetter, StateStore
 from exporter.stores.sqlite import SQLiteStore
 
 
@@ -82,33 +85,52 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 
 async def replay_dead_letters(settings: Settings, ids: Sequence[int] | None) -> int:
-    """Run stored dead letters through today's parser; recorded ones leave the dead letters."""
+    """Run stored dead letters through today's pipeline; recorded ones leave the dead letters.
+
+    The live path's rules apply, recipients included: a letter the live path would refuse is
+    refused (and kept, for `purge`), one line each, and the exit status is 1.
+    """
     recorder = build_recorder(settings)
+    # Replay's own counts are not the service's: they go to a registry nobody scrapes.
+    metrics = SelfMetrics(CollectorRegistry(), verification_on=settings.verification_on)
+    pipeline = build_pipeline(settings, recorder, metrics)
     await recorder.open()
-    still_dead = 0
+    not_recorded = 0
     try:
         letters = await recorder.run_in_writer(lambda: recorder.store.dead_letters(ids))
         for letter in letters:
+            delivery = _delivery_of(letter)
             try:
-                documents = normalize_body(
-                    letter.body, received_at=letter.received_at, max_depth=settings.max_json_depth
-                )
-            except PayloadError as exc:
-                documents, reason = [], exc.reason
-            else:
-                unknown = [d for d in documents if isinstance(d.event, Unrecognized)]
-                reason = unknown[0].event.reason if unknown else ""  # type: ignore[union-attr]
-            if not documents or reason:
-                print(f"{letter.id}: still not understood: {reason or 'empty'}")
-                still_dead += 1
+                documents = pipeline.documents(letter.body, delivery)
+                unknown = [d.event for d in documents if isinstance(d.event, Unrecognized)]
+                if unknown:
+                    print(f"{letter.id}: still not understood: {unknown[0].reason}")
+                    not_recorded += 1
+                    continue
+                ingested = await pipeline.ingest(documents, delivery)
+            except Rejected as refused:
+                print(f"{letter.id}: refused: {refused}")
+                not_recorded += 1
                 continue
-            results = await recorder.record(documents, letter.received_at)
             await recorder.run_in_writer(lambda i=letter.id: _delete_letter(recorder.store, i))  # type: ignore[misc]
-            summary = ", ".join(r.value for r in results)
-            print(f"{letter.id}: {summary}")
+            print(f"{letter.id}: {', '.join(r.value for r in ingested.results)}")
     finally:
         await recorder.close()
-    return 1 if still_dead else 0
+    return 1 if not_recorded else 0
+
+
+def _delivery_of(letter: DeadLetter) -> Delivery:
+    """A stored letter as a delivery again: proven when it was stored, with its recipients."""
+    # Letters stored before recipient data was kept are judged by what their body says.
+    recipients = letter.recipients or NO_RECIPIENTS
+    # Every dead letter today came through the webhook, the only source that stores them.
+    return Delivery(
+        Source.WEBHOOK,
+        letter.received_at,
+        verified=True,
+        header_event_id=letter.event_id,
+        recipients=recipients,
+    )
 
 
 def _delete_letter(store: StateStore, letter_id: int) -> None:

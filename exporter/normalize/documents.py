@@ -8,7 +8,9 @@ from itertools import islice
 from typing import Any
 
 from exporter import identity
-from exporter.domain import Document, OtherService, ValidationMessage
+from exporter.domain import NO_RECIPIENTS, Document, OtherService, Recipients, ValidationMessage
+from exporter.normalize.recipients import FIELDS as RECIPIENT_FIELDS
+from exporter.normalize.recipients import envelope_recipient
 from exporter.normalize.runs import (
     SOURCE_CODES,
     Classified,
@@ -19,7 +21,6 @@ from exporter.normalize.runs import (
 from exporter.normalize.values import (
     FUTURE_SLACK,
     ID_LIMIT,
-    SURROGATE,
     URL_LIMIT,
     clean_text,
     event_code,
@@ -50,8 +51,6 @@ _OTHER_SERVICE_PREFIXES = ("identity_", "profile_", "segment_", "destination_")
 
 _OTHER_SERVICE_CODES = frozenset({"platform_event"})
 
-_RECIPIENT_FIELDS = ("recipientclientid", "recipient_client_id")
-
 
 def normalize_body(
     body: bytes,
@@ -59,6 +58,7 @@ def normalize_body(
     received_at: float,
     header_event_id: str | None = None,
     max_depth: int = 64,
+    recipients: Recipients = NO_RECIPIENTS,
 ) -> list[Document]:
     """Split a delivery body into documents and normalize each one.
 
@@ -66,7 +66,8 @@ def normalize_body(
     cannot be understood becomes a DocumentKind.UNKNOWN document. `received_at` is part of the
     only the limit for times: one more than FUTURE_SLACK seconds after receipt is invalid (it
     would pin the "last run" gauges for years). A run without a completion time carries
-    `completed_at=None` and the store applies the receipt time.
+    `completed_at=None` and the store applies the receipt time. `recipients` (every id the
+    delivery names, protocol notes §18.11) is attached to each document for its dead letter.
     """
     latest = received_at + FUTURE_SLACK
     value = decode_body(body, max_depth=max_depth)
@@ -74,7 +75,7 @@ def normalize_body(
     if len(parts) > MAX_DOCUMENTS:
         parts = [_Part(value, value, too_many=True)]
     header_id = identifier(header_event_id, ID_LIMIT) if len(parts) == 1 else None
-    return [_document(part, header_id, latest) for part in parts]
+    return [_document(part, header_id, latest, recipients) for part in parts]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,7 @@ class _Part:
     # The JSON value whose canonical form is Document.raw: re-normalizing it gives this document.
     raw: Any
     is_message: bool = False
-    # Envelope fields a message inherits (recipient ids), to find its recipient.
+    # The messages envelope's recipient fields: a message's envelope-level recipient.
     inherited: Mapping[str, Any] = field(default_factory=dict)
     # The whole body, standing for a batch of more than MAX_DOCUMENTS documents.
     too_many: bool = False
@@ -110,14 +111,16 @@ def _split(value: Any) -> Iterator[_Part]:
             and "messages" in item
             and (envelope := parse_shape(MessagesEnvelope, item))
         ):
-            inherited = {name: item[name] for name in _RECIPIENT_FIELDS if name in item}
+            inherited = {name: item[name] for name in RECIPIENT_FIELDS if name in item}
             for message in envelope.messages:
                 yield _Part(message, {**inherited, "messages": [message]}, True, inherited)
         else:
             yield _Part(item, item)
 
 
-def _document(part: _Part, header_id: str | None, latest: float) -> Document:
+def _document(
+    part: _Part, header_id: str | None, latest: float, recipients: Recipients
+) -> Document:
     """Classify one document and attach its identity: event ids, recipient, de-dup keys, raw."""
     raw = canonical_json(part.raw)
     obj = part.obj if isinstance(part.obj, dict) else {}
@@ -132,12 +135,15 @@ def _document(part: _Part, header_id: str | None, latest: float) -> Document:
     if header_id is not None:
         keys.append(identity.event_key(header_id))
     keys.append(classified.domain_key or identity.content_key(raw))
-    inner = obj.get("event") or obj.get("data") or obj.get("value")
+    # Only the envelope I/O Events adds counts: a message's or a payload's own recipient field
+    # is the provider's text (protocol notes §18.11).
+    envelope = part.inherited if part.is_message else obj
     return Document(
         event=classified.event,
         dedup_keys=tuple(dict.fromkeys(keys)),
         anomalies=tuple(classified.anomalies),
-        recipient=_recipient(obj, inner if isinstance(inner, dict) else {}, part.inherited),
+        recipient=envelope_recipient(envelope),
+        recipients=recipients,
         event_id=own_ids[0] if own_ids else None,
         raw=raw,
     )
@@ -210,22 +216,3 @@ def _event_ids(obj: dict[str, Any]) -> list[str]:
     envelope = parse_shape(Envelope, obj) or Envelope()
     ids = (identifier(envelope.eventid, ID_LIMIT), identifier(envelope.event_id, ID_LIMIT))
     return list(dict.fromkeys(event_id for event_id in ids if event_id is not None))
-
-
-def _recipient(*sources: Mapping[str, Any]) -> str | None:
-    """`recipientclientid`, else `recipient_client_id`, from the first source that has one.
-
-    A present value that is not a string is kept as its JSON text, so that it can never match a
-    configured client id and the delivery is refused rather than silently accepted.
-    """
-    for source in sources:
-        for name in _RECIPIENT_FIELDS:
-            value = source.get(name)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                return canonical_json(value).decode()[:ID_LIMIT]
-            text = SURROGATE.sub("\ufffd", value.strip())[:ID_LIMIT]
-            if text:
-                return text
-    return None

@@ -12,7 +12,8 @@ from exporter.domain import ExporterError
 
 # A JSON string (escapes included) up to its closing quote, or to the end of an unterminated body.
 # The alternatives always succeed on their first path, so matching never backtracks: linear time.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
+JSON_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)'
+_JSON_STRING = re.compile(JSON_STRING, re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 # Opening brackets become 2, closing ones 0, so that `byte - 1` is the step of the nesting depth.
 _DEPTH_STEPS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from exporter.domain import ExporterError, FlowKey
+from exporter.domain import ExporterError, FlowKey, Recipients
 from exporter.records import FlowState
 
 
@@ -31,6 +31,8 @@ class DeadLetter:
     event_id: str | None
     doc_hash: str
     body: bytes
+    # The recipient ids its delivery named; None when stored before they were kept.
+    recipients: Recipients | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class StateStore(Protocol):
         event_id: str | None,
         doc_hash: str,
         body: bytes,
+        recipients: Recipients,
         bounds: DeadLetterBounds,
     ) -> int:
         """Store a dead letter (inside a transaction), evicting the oldest beyond the bounds;

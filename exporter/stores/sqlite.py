@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
-from exporter.domain import FlowKey
+from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreUnavailable
 
@@ -51,6 +51,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             updated_at REAL NOT NULL
         ) WITHOUT ROWID""",
     ),
+    # The recipient ids a dead letter's delivery named (JSON); NULL for older letters.
+    ("ALTER TABLE dead_letters ADD COLUMN recipients TEXT",),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -255,6 +257,7 @@ class SQLiteStore:
         event_id: str | None,
         doc_hash: str,
         body: bytes,
+        recipients: Recipients,
         bounds: DeadLetterBounds,
     ) -> int:
         """Store a dead letter (inside a transaction), evicting the oldest beyond the bounds.
@@ -262,9 +265,9 @@ class SQLiteStore:
         Returns how many older dead letters were evicted.
         """
         self.db.execute(
-            "INSERT INTO dead_letters (received_at, reason, event_id, doc_hash, body)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (received_at, reason, event_id, doc_hash, body),
+            "INSERT INTO dead_letters (received_at, reason, event_id, doc_hash, body, recipients)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (received_at, reason, event_id, doc_hash, body, _recipients_json(recipients)),
         )
         evicted = 0
         count, size = self.db.execute(
@@ -280,13 +283,17 @@ class SQLiteStore:
 
     def dead_letters(self, ids: Iterable[int] | None = None) -> list[DeadLetter]:
         """Stored dead letters, oldest first (all, or those with the given ids)."""
-        query = "SELECT id, received_at, reason, event_id, doc_hash, body FROM dead_letters"
+        query = (
+            "SELECT id, received_at, reason, event_id, doc_hash, body, recipients FROM dead_letters"
+        )
         params: list[int] = []
         if ids is not None:
             params = list(ids)
             query += f" WHERE id IN ({','.join('?' * len(params))})" if params else " WHERE 0"
         rows = self.db.execute(query + " ORDER BY id", params)
-        return [DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5])) for r in rows]
+        return [
+            DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), _recipients(r[6])) for r in rows
+        ]
 
     def count_dead_letters(self) -> int:
         """How many dead letters are stored."""
@@ -339,3 +346,21 @@ class SQLiteStore:
                 copy.close()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"backup to {target} failed: {exc}") from exc
+
+
+def _recipients_json(recipients: Recipients) -> str:
+    return json.dumps({"ids": sorted(recipients.ids), "unmatchable": recipients.unmatchable})
+
+
+def _recipients(text: str | None) -> Recipients | None:
+    """A dead letter's stored recipients; what cannot be read back is unmatchable."""
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        ids, unmatchable = data["ids"], data["unmatchable"]
+    except (ValueError, TypeError, KeyError):
+        return Recipients(unmatchable=True)
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        return Recipients(unmatchable=True)
+    return Recipients(frozenset(ids), unmatchable is not False)

@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from exporter.cli import main
+from exporter.domain import NO_RECIPIENTS
 from exporter.recorder import Limits, Recorder
 from exporter.stores.protocol import DeadLetterBounds
 from exporter.stores.sqlite import SQLiteStore
 from tests.conftest import FIXTURES, Clock, MakeClient
 from tests.payload_builders import body, legacy, run_object
+from tests.stores.conftest import store_at_version
 
 DAY = 86400.0
 
@@ -85,7 +87,8 @@ def test_replay_records_dead_letters_todays_parser_understands(
     with store.transaction():
         store.add_dead_letter(
             received_at=1.0, reason="unknown document shape", event_id="late-1",
-            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, bounds=DeadLetterBounds(10, 10**6),
+            doc_hash=hashlib.sha256(raw).hexdigest(), body=raw, recipients=NO_RECIPIENTS,
+            bounds=DeadLetterBounds(10, 10**6),
         )  # fmt: skip
     store.close()
     monkeypatch.setenv("AEP_EXPORTER_STATE_PATH", str(state))
@@ -102,6 +105,35 @@ def test_replay_records_dead_letters_todays_parser_understands(
     assert [flow.runs["success"] for flow in recorder.flows.values()] == [1]
     # Replaying the same notification again would be a duplicate, never a second count.
     assert main(["dead-letters", "replay", "--all"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("envelope", "flags", "answer"),
+    [
+        ({"recipientclientid": "theirs"}, [], "refused: recipient_mismatch"),
+        ({}, ["--require-recipient"], "refused: recipient_missing"),
+        ({"recipient_client_id": "ours"}, ["--require-recipient"], "recorded"),
+    ],
+)
+def test_replay_of_a_letter_from_before_recipients_were_kept_follows_its_body(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    envelope: dict[str, str],
+    flags: list[str],
+    answer: str,
+) -> None:
+    """A schema-2 letter (no recipient data) is judged by the recipient ids its body names."""
+    state = tmp_path / "state.db"
+    store_at_version(state, 2, letter=body({**envelope, **legacy("old-1", run_object(run_id="o"))}))
+    monkeypatch.setenv("AEP_EXPORTER_STATE_PATH", str(state))
+    status = main(["dead-letters", "replay", "--all", "--client-id", "ours", *flags])
+    assert answer in capsys.readouterr().out
+    assert status == (0 if answer == "recorded" else 1)
+    store = SQLiteStore(state, bucket_count=1)
+    store.open()
+    assert store.count_dead_letters() == (0 if answer == "recorded" else 1)
+    store.close()
 
 
 async def test_backup_restores_to_identical_metrics(

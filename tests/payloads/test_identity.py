@@ -122,7 +122,8 @@ def test_start_and_completion_have_distinct_keys() -> None:
     [
         ({"recipientclientid": "a", "recipient_client_id": "b", "event": run_doc()}, "a"),
         ({"recipient_client_id": "b", "event": run_doc()}, "b"),
-        ({"event": run_doc(recipientclientid="inner")}, "inner"),
+        ({"event": run_doc(recipientclientid="inner")}, None),
+        ({"specversion": "1.0", "data": run_doc(recipientclientid="inner")}, None),
         ({"specversion": "1.0", "data": run_doc(), "recipientclientid": " c "}, "c"),
         ({"recipientclientid": "", "event": run_doc()}, None),
         ({"recipientclientid": 12, "event": run_doc()}, "12"),
@@ -131,16 +132,18 @@ def test_start_and_completion_have_distinct_keys() -> None:
     ],
 )
 def test_recipient(document: dict[str, object], recipient: str | None) -> None:
-    """recipientclientid, else recipient_client_id; a non-string can never match a client id."""
+    """The envelope's recipientclientid, else recipient_client_id; never the inner payload's."""
     assert only(encode(document)).recipient == recipient
 
 
-def test_message_recipient_prefers_its_own() -> None:
-    """A message's own recipient wins over the envelope's."""
+def test_a_message_has_the_recipient_of_its_messages_envelope() -> None:
+    """A message's own recipient field is the provider's text: the envelope's is its recipient."""
     body = encode(
         {"recipientclientid": "env", "messages": [{"recipientclientid": "own", "value": run_doc()}]}
     )
-    assert only(body).recipient == "own"
+    assert only(body).recipient == "env"
+    alone = encode({"messages": [{"recipientclientid": "own", "value": run_doc()}]})
+    assert only(alone).recipient is None
 
 
 def test_too_many_documents_become_one_unknown_document() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.domain import FlowKey
+from exporter.domain import NO_RECIPIENTS, FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import DeadLetterBounds, StateStore
 from tests.stores.conftest import BUCKET_COUNT, StoreFactory
@@ -34,6 +34,7 @@ def add_letter(store: StateStore, digest: str, event_id: str | None = None, at: 
             event_id=event_id,
             doc_hash=digest,
             body=b'{"x":1}',
+            recipients=NO_RECIPIENTS,
             bounds=BOUNDS,
         )
 
@@ -88,8 +89,9 @@ def test_a_rolled_back_transaction_keeps_nothing(make_store: StoreFactory) -> No
             assert store.claim_keys(["event:1"], 10.0)
             store.put_flows([record(FLOW_A, 3)])
             store.add_dead_letter(
-                received_at=1.0, reason="r", event_id=None, doc_hash="h", body=b"{}", bounds=BOUNDS
-            )
+                received_at=1.0, reason="r", event_id=None, doc_hash="h", body=b"{}",
+                recipients=NO_RECIPIENTS, bounds=BOUNDS,
+            )  # fmt: skip
             store.put_cursor("journal", "https://journal/next", 10.0)
             raise Boom
 
@@ -174,7 +176,7 @@ def test_dead_letters_are_bounded_by_count_and_bytes(make_store: StoreFactory) -
         for number in range(5):
             evicted += store.add_dead_letter(
                 received_at=float(number), reason="r", event_id=None, doc_hash=f"h{number}",
-                body=b"x" * 100, bounds=by_count,
+                body=b"x" * 100, recipients=NO_RECIPIENTS, bounds=by_count,
             )  # fmt: skip
     assert evicted == 2
     assert [letter.doc_hash for letter in store.dead_letters()] == ["h2", "h3", "h4"]
@@ -182,7 +184,7 @@ def test_dead_letters_are_bounded_by_count_and_bytes(make_store: StoreFactory) -
     with store.transaction():
         evicted = store.add_dead_letter(
             received_at=9.0, reason="r", event_id=None, doc_hash="big", body=b"y" * 200,
-            bounds=by_bytes,
+            recipients=NO_RECIPIENTS, bounds=by_bytes,
         )  # fmt: skip
     assert evicted == 3
     assert [letter.doc_hash for letter in store.dead_letters()] == ["big"]
@@ -203,6 +205,27 @@ def test_dead_letters_are_listed_deleted_and_purged(make_store: StoreFactory) ->
     assert store.count_dead_letters() == 2
     assert store.purge_dead_letters(older_than=None) == 2
     assert store.count_dead_letters() == 0
+
+
+@pytest.mark.parametrize(
+    "recipients",
+    [
+        NO_RECIPIENTS,
+        Recipients(frozenset({"our-client-id", "another-of-ours"})),
+        Recipients(frozenset({"someone"}), unmatchable=True),
+    ],
+)
+def test_a_dead_letter_keeps_its_recipients(
+    make_store: StoreFactory, recipients: Recipients
+) -> None:
+    """The recipient ids a dead letter arrived with are read back as they were stored."""
+    store = make_store()
+    with store.transaction():
+        store.add_dead_letter(
+            received_at=1.0, reason="r", event_id=None, doc_hash="h", body=b"{}",
+            recipients=recipients, bounds=BOUNDS,
+        )  # fmt: skip
+    assert [letter.recipients for letter in store.dead_letters()] == [recipients]
 
 
 def test_old_keys_are_pruned(make_store: StoreFactory) -> None:
