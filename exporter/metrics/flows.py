@@ -154,6 +154,17 @@ def flow_keys(flows: Mapping[FlowKey, FlowState], catalogue: Catalogue) -> list[
     return sorted(set(flows) | set(catalogue.entries))
 
 
+def omitted_families(duration_buckets: tuple[float, ...], *, enrichment: bool) -> frozenset[Family]:
+    """The flow families a configuration turns off: the histogram without buckets, and
+    aep_flow_enabled without Flow Service enrichment (so without it nothing changes)."""
+    omitted: set[Family] = set()
+    if not duration_buckets:
+        omitted.update(f for f in FLOW_FAMILIES if f.type == "histogram")
+    if not enrichment:
+        omitted.add(fam.FLOW_ENABLED)
+    return frozenset(omitted)
+
+
 class FlowCollector(Collector):
     """The per-flow families as prometheus_client metrics, built from the state records.
 
@@ -166,10 +177,13 @@ class FlowCollector(Collector):
         flows: Callable[[], Mapping[FlowKey, FlowState]],
         catalogue: Callable[[], Catalogue],
         duration_buckets: tuple[float, ...],
+        *,
+        enrichment: bool = False,
     ) -> None:
         self._flows = flows
         self._catalogue = catalogue
         self._les = bucket_labels(duration_buckets)
+        self._omitted = omitted_families(duration_buckets, enrichment=enrichment)
 
     def describe(self) -> Iterator[Metric]:
         """Nothing: the collector is unchecked (its series change with the records)."""
@@ -186,6 +200,5 @@ class FlowCollector(Collector):
                 for name, labels, value in samples:
                     metric.add_sample(name, dict(labels), value)
         for family, metric in zip(FLOW_FAMILIES, metrics, strict=True):
-            if family.type == "histogram" and len(self._les) == 1:
-                continue
-            yield metric
+            if family not in self._omitted:
+                yield metric
