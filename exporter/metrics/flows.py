@@ -33,11 +33,30 @@ _TOTALS = tuple(
 
 
 def _flow_name(state: FlowState | None, catalogue_name: str, flow_id: str) -> str:
+    # Catalogue, then Flow Service, then the newest payload, then the id (protocol notes §18.18).
     if catalogue_name:
         return catalogue_name
+    if state is not None and state.enrichment is not None and state.enrichment.name:
+        return state.enrichment.name
     if state is not None and state.flow_name:
         return state.flow_name
     return flow_id
+
+
+def _source(state: FlowState | None, entry: CatalogueEntry | None) -> str:
+    if entry is not None and entry.source:
+        return entry.source
+    if state is not None and state.enrichment is not None:
+        return state.enrichment.source or ""
+    return ""
+
+
+def _expected_interval(state: FlowState | None, entry: CatalogueEntry | None) -> float | None:
+    if entry is not None and entry.expected_interval is not None:
+        return entry.expected_interval
+    if state is not None and state.enrichment is not None:
+        return state.enrichment.expected_interval
+    return None
 
 
 # (sample name, labels sorted by name, value): the exposition formats sort labels by name too.
@@ -103,12 +122,16 @@ def emit_flow(
         1,
         ("flow_name", _flow_name(state, entry.name if entry else "", flow_id)),
         ("owner", entry.owner if entry else ""),
-        ("source", entry.source if entry else ""),
+        ("source", _source(state, entry)),
         ("flow_severity", entry.severity if entry else ""),
         ("ims_org", (state.ims_org or "") if state is not None else ""),
     )
-    if entry is not None and entry.expected_interval is not None:
-        sample(fam.EXPECTED_INTERVAL, "", entry.expected_interval)
+    interval = _expected_interval(state, entry)
+    if interval is not None:
+        sample(fam.EXPECTED_INTERVAL, "", interval)
+    enabled = state.enrichment.enabled if state is not None and state.enrichment else None
+    if enabled is not None:
+        sample(fam.FLOW_ENABLED, "", 1 if enabled else 0)
 
 
 def flow_samples(
