@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from exporter.adobe import fake_documents as documents
 from exporter.adobe.fake import FakeAdobe
 from exporter.domain import FlowKey
+from exporter.records import FlowEnrichment, FlowState
 from exporter.service import Exporter
 from tests.adobe.conftest import WallClock, adobe_settings, flow_samples, until
 from tests.conftest import AppClient, MakeClient
@@ -92,7 +94,7 @@ async def test_flow_service_names_sources_schedules_and_states(
 
 
 async def test_listing_pages_resend_filters_and_specs_are_asked_once(
-    make_client: MakeClient, fake: FakeAdobe
+    make_client: MakeClient, fake: FakeAdobe, clock: WallClock
 ) -> None:
     """Three pages follow the next links with the filter re-sent; each spec is named once."""
     serve_prod(fake)
@@ -112,6 +114,8 @@ async def test_listing_pages_resend_filters_and_specs_are_asked_once(
     assert len(fake.requests_to("connection_spec")) == 2
     # Every one of these API calls used the one token (protocol notes §8.2).
     assert fake.tokens_issued == 1
+    expiry = registry.get_sample_value("aep_exporter_adobe_token_expiry_timestamp_seconds")
+    assert expiry == clock.now + fake.expires_in
     ok = {"api": "flow_service", "result": "ok"}
     assert registry.get_sample_value("aep_exporter_adobe_requests_total", ok) == 8.0
 
@@ -237,3 +241,16 @@ async def test_listed_flows_expire_only_after_the_listing_drops_them_and_the_ttl
     await prune()
     assert key not in exporter.recorder.flows
     assert FlowKey("prod", "f1") in exporter.recorder.flows
+
+
+def test_records_keep_their_enrichment_and_older_records_load_without_it() -> None:
+    """FlowState JSON round-trips the enrichment; a record stored before it existed has none."""
+    key = FlowKey("prod", "f1")
+    state = FlowState.new(key, 1.0, 2)
+    state.enrichment = FlowEnrichment("CRM", "Amazon S3", "disabled", 3600.0)
+    stored = json.loads(json.dumps(state.to_json()))
+    assert FlowState.from_json(key, stored, 2).enrichment == state.enrichment
+    del stored["enrichment"]
+    assert FlowState.from_json(key, stored, 2).enrichment is None
+    assert state.enrichment.enabled is False
+    assert FlowEnrichment().enabled is None
