@@ -92,7 +92,7 @@ def build_adobe(
         )
         recorder.on_batch.append(lambda outcome: enricher.note_flows(outcome.changed))
         services.enricher = enricher
-    if settings.registration_url:
+    if settings.registration_url and settings.registration_poll_interval > 0:
         services.registration = RegistrationWatcher(
             tokens,
             settings.registration_url,
