@@ -2,8 +2,11 @@
 
 A throwaway RSA key pair stands in for Adobe's: its public half is pinned, its private half signs
 each sample exactly as Adobe I/O Events does (RSA-SHA256 over the raw body, protocol notes §1.3.1).
-Where Debian's prometheus and prometheus-alertmanager are installed they are started too, with
-the shipped rules and Alertmanager routes. Everything listens on 127.0.0.1 and stops on Ctrl-C.
+The loopback fake of Adobe's APIs (exporter.adobe.fake) stands in for IMS, Flow Service and the
+registration, so flow names, sources, schedules and registration health show without an Adobe
+account. Where Debian's prometheus and prometheus-alertmanager are installed they are started
+too, with the shipped rules and Alertmanager routes. Everything listens on 127.0.0.1 and stops
+on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -25,10 +28,25 @@ import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from exporter.metrics.families import FLOW_INFO, RUN_ERRORS, RUNS
+from exporter.adobe import fake_documents as documents
+from exporter.adobe.fake import FakeAdobe
+from exporter.adobe.fake_thread import FakeAdobeThread
+from exporter.metrics import families as fam
 
 KEY_PATH = "/prod/keys/pub-key-demo.pem"
-SHOWN = tuple(name for family in (RUNS, RUN_ERRORS, FLOW_INFO) for name in family.sample_names)
+SHOWN = tuple(name for f in (fam.RUNS, fam.RUN_ERRORS) for name in f.sample_names)
+# What Flow Service and the registration add: shown for the flows it lists, and the registration.
+ENRICHED = tuple(
+    name
+    for f in (fam.FLOW_INFO, fam.EXPECTED_INTERVAL, fam.FLOW_ENABLED)
+    for name in f.sample_names
+)
+REGISTRATION = tuple(
+    name for f in (fam.REGISTRATION_INFO, fam.REGISTRATION_HEALTHY) for name in f.sample_names
+)
+POLLED = fam.POLL_LAST_SUCCESS.name
+SFTP_SPEC_ID = "bf367b0d-3d9b-4060-b67b-0d3d9bd06094"
+HTTP_API_SPEC_ID = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"
 
 
 def _get(url: str, timeout: float = 2.0) -> bytes:
@@ -106,6 +124,61 @@ def _start_monitoring(work: Path, repo: Path, exporter_port: int) -> list[subpro
     return processes
 
 
+def _demo_adobe() -> FakeAdobe:
+    """The fake with a few prod flows (two of them catalogued) and a verified registration."""
+    fake = FakeAdobe()
+    streaming = documents.flow(
+        "5e1d7a0c-0000-4000-8000-00000000c11c",
+        name="Clickstream (HTTP API)",
+        source_spec_id=HTTP_API_SPEC_ID,
+        frequency=None,
+    )
+    fake.flows["prod"] = [
+        documents.flow("1c6f1047-dcaf-48fe-af10-47dcaf08feaf", name="crm-accounts-s3"),
+        documents.flow("cf4fce79-8822-456d-8fce-798822556dc6", name="web-orders", frequency="day"),
+        documents.flow("7a3e4b1c-0000-4000-8000-0000000005f7", name="Loyalty members (SFTP)",
+                       source_spec_id=SFTP_SPEC_ID, frequency="minute", interval="15"),
+        documents.flow("9b8c7d6e-0000-4000-8000-0000000000d1", name="Legacy export",
+                       state="disabled", frequency="week"),
+        streaming,
+    ]  # fmt: skip
+    for spec_id, name in (
+        (documents.S3_SPEC_ID, "Amazon S3"),
+        (SFTP_SPEC_ID, "SFTP"),
+        (HTTP_API_SPEC_ID, "HTTP API"),
+    ):
+        fake.connection_specs[spec_id] = documents.connection_spec(spec_id, name)
+    return fake
+
+
+def _adobe_environment(fake: FakeAdobe) -> dict[str, str]:
+    # In the environment, not the command line: the secret never shows in `ps`.
+    return {
+        "AEP_EXPORTER_IMS_URL": fake.ims_url,
+        "AEP_EXPORTER_IMS_CLIENT_ID": fake.client_id,
+        "AEP_EXPORTER_IMS_CLIENT_SECRET": fake.client_secret,
+        "AEP_EXPORTER_IMS_SCOPES": ",".join(sorted(fake.scopes)),
+        "AEP_EXPORTER_IMS_ORG_ID": fake.org_id,
+        "AEP_EXPORTER_PLATFORM_URL": fake.base_url,
+        "AEP_EXPORTER_SANDBOXES": "prod",
+        "AEP_EXPORTER_FLOW_REFRESH_INTERVAL": "10s",
+        "AEP_EXPORTER_RECONCILE_INTERVAL": "0",
+        "AEP_EXPORTER_REGISTRATION_URL": fake.add_registration(documents.registration()),
+        "AEP_EXPORTER_REGISTRATION_POLL_INTERVAL": "10s",
+    }
+
+
+def _wait_polled(url: str, limit: float = 15.0) -> str:
+    """/metrics once both Adobe pollers succeeded (or the limit passed)."""
+    deadline = time.monotonic() + limit
+    while True:
+        text = _get(url + "/metrics").decode()
+        done = [f'{POLLED}{{task="{task}"}}' in text for task in ("flows", "registration")]
+        if all(done) or time.monotonic() > deadline:
+            return text
+        time.sleep(0.2)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; with --once, feed, print and stop."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -124,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     url = f"http://127.0.0.1:{args.port}"
+    adobe = FakeAdobeThread(_demo_adobe()).start()
+    # Only the demo's own settings: none of the caller's AEP_EXPORTER_* variables.
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("AEP_EXPORTER_")}
     exporter = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
         [sys.executable, "-m", "exporter", "serve",
          "--listen-address", f"127.0.0.1:{args.port}",
@@ -131,19 +207,27 @@ def main(argv: list[str] | None = None) -> int:
          "--pinned-keys-dir", str(work / "pinned"),
          "--catalogue-path", str(repo / "deploy/catalogue.example.yaml"),
          "--log-format", "logfmt", "--log-level", "WARNING"],
-        # Only the demo's own settings: none of the caller's AEP_EXPORTER_* variables.
-        env={k: v for k, v in os.environ.items() if not k.startswith("AEP_EXPORTER_")},
+        env=environment | _adobe_environment(adobe.fake),
     )  # fmt: skip
     processes = [exporter]
     try:
         _wait_ready(url, exporter)
-        print(f"\nexporter on {url} (signature verification on; state in {work})\n")
+        print(f"\nexporter on {url} (signature verification on; state in {work})")
+        print(f"fake Adobe APIs (IMS, Flow Service, registration) on {adobe.fake.base_url}\n")
         for sample in sorted(args.samples.glob("*.json")):
             result = _post_signed(url + "/webhook", key, sample.read_bytes())
             print(f"  {sample.name:<34} {result}")
         print(f"\nsome of {url}/metrics:")
-        for line in _get(url + "/metrics").decode().splitlines():
+        metrics = _wait_polled(url).splitlines()
+        for line in metrics:
             if line.startswith(SHOWN) and 'flow_id="1c6f1047' in line:
+                print("  " + line)
+        print("\nnames, sources, schedules and states from (fake) Flow Service, the catalogue")
+        print("winning where it names a value, and the registration's health:")
+        listed = tuple(f'flow_id="{flow["id"]}"' for flow in adobe.fake.flows["prod"])
+        for line in metrics:
+            enriched = line.startswith(ENRICHED) and any(flow in line for flow in listed)
+            if enriched or line.startswith(REGISTRATION):
                 print("  " + line)
         if not args.no_monitoring:
             processes += _start_monitoring(work, repo, args.port)
@@ -160,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             process.terminate()
         for process in processes:
             process.wait(timeout=20)
+        adobe.stop()
     return 1  # the exporter stopped by itself
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -25,7 +25,7 @@ from exporter.domain import (
     Unrecognized,
     ValidationMessage,
 )
-from exporter.records import FlowState, apply_event, drop_stale_open_runs
+from exporter.records import FlowEnrichment, FlowState, apply_event, drop_stale_open_runs
 from exporter.stores.protocol import DeadLetterBounds, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,45 @@ class Recorder:
         self.dead_letters_stored += outcome.dead_letters_added - outcome.dead_letters_evicted
         for callback in self.on_batch:
             callback(outcome)
+
+    async def apply_enrichment(
+        self, enrichments: Mapping[FlowKey, FlowEnrichment], now: float
+    ) -> int:
+        """Store what Flow Service says of flows, in one transaction, and publish the records.
+
+        A flow without a record gets one, its counters at 0 (listed flows are tracked before
+        their first run), within the flow cap; a flow whose enrichment is unchanged keeps its
+        record object, so the renderer's cache stays valid. Returns the flows left out by the cap.
+        """
+
+        def work() -> tuple[BatchOutcome, int]:
+            outcome, left_out = BatchOutcome(), 0
+            with self.store.transaction():
+                current = self.store.lock_flows(list(enrichments))
+                room = self.limits.max_flows - self.store.count_flows()
+                for key, enrichment in enrichments.items():
+                    state = current.get(key)
+                    if state is not None and state.enrichment == enrichment:
+                        continue
+                    if state is not None:
+                        state = state.copy()
+                    elif room > outcome.created:
+                        state = FlowState.new(key, now, len(self.limits.duration_buckets) + 1)
+                        # Never heard from: the TTL runs from a notification, not from a listing.
+                        state.last_received = 0.0
+                        outcome.created += 1
+                    else:
+                        left_out += 1
+                        continue
+                    state.enrichment = enrichment
+                    outcome.changed[key] = state
+                if outcome.changed:
+                    self.store.put_flows(outcome.changed.values())
+            return outcome, left_out
+
+        outcome, left_out = await self.run_in_writer(work)
+        self._publish(outcome)
+        return left_out
 
     # -- writer thread -------------------------------------------------------------------------
 

@@ -44,6 +44,48 @@ class NewestRun:
     output_records: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class FlowEnrichment:
+    """What Flow Service says of a flow (protocol notes §11); kept with its record, so a restart
+    shows the same names before Adobe answers again. Immutable: records share it."""
+
+    name: str | None = None
+    # The connection spec's name, e.g. "Amazon S3" (protocol notes §11.4).
+    source: str | None = None
+    # Flow Service's raw `state` (enabled, disabled, initializing, ...).
+    state: str | None = None
+    expected_interval: float | None = None
+
+    @property
+    def enabled(self) -> bool | None:
+        """True for state `enabled`, False for any other state, None when none was given."""
+        return None if self.state is None else self.state.lower() == "enabled"
+
+    def to_json(self) -> dict[str, Any]:
+        """The enrichment as JSON-compatible data."""
+        return {
+            "name": self.name,
+            "source": self.source,
+            "state": self.state,
+            "expected_interval": self.expected_interval,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FlowEnrichment:
+        """Rebuild it from stored data."""
+        interval = data.get("expected_interval")
+        return cls(
+            name=_text(data.get("name")),
+            source=_text(data.get("source")),
+            state=_text(data.get("state")),
+            expected_interval=None if interval is None else float(interval),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 @dataclass(slots=True)
 class FlowState:
     """Everything the exporter knows about one flow; serialised as one row of the store."""
@@ -67,6 +109,8 @@ class FlowState:
     alerts: dict[str, tuple[int, float]] = field(default_factory=dict)  # kind -> (value, doc time)
     flow_name: str | None = None
     ims_org: str | None = None
+    # None until Flow Service answered for the flow.
+    enrichment: FlowEnrichment | None = None
 
     @classmethod
     def new(cls, key: FlowKey, now: float, bucket_count: int) -> FlowState:
@@ -98,6 +142,7 @@ class FlowState:
             alerts=dict(self.alerts),
             flow_name=self.flow_name,
             ims_org=self.ims_org,
+            enrichment=self.enrichment,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +164,7 @@ class FlowState:
             "alerts": {kind: list(value) for kind, value in self.alerts.items()},
             "flow_name": self.flow_name,
             "ims_org": self.ims_org,
+            "enrichment": None if self.enrichment is None else self.enrichment.to_json(),
         }
 
     @classmethod
@@ -129,6 +175,8 @@ class FlowState:
         if len(buckets) != bucket_count:
             buckets, duration_sum = [0] * bucket_count, 0.0
         newest = data.get("newest")
+        # Records stored before enrichment existed have no such field.
+        enrichment = data.get("enrichment")
         return cls(
             key=key,
             first_seen=float(data["first_seen"]),
@@ -150,6 +198,7 @@ class FlowState:
             alerts={str(k): (int(v[0]), float(v[1])) for k, v in data.get("alerts", {}).items()},
             flow_name=data.get("flow_name"),
             ims_org=data.get("ims_org"),
+            enrichment=None if enrichment is None else FlowEnrichment.from_json(enrichment),
         )
 
 

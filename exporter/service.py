@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import time
@@ -12,8 +13,10 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from exporter.adobe.wiring import AdobeServices, build_adobe
 from exporter.catalogue import Catalogue, load_catalogue
 from exporter.config import Settings
+from exporter.domain import FlowKey
 from exporter.ingest import Pipeline, RecipientRules
 from exporter.metrics.flows import FlowCollector
 from exporter.metrics.rendering import FlowExposition
@@ -44,6 +47,12 @@ class Exporter:
     clock: Callable[[], float]
     exposition: FlowExposition
     catalogue: Catalogue = field(default_factory=Catalogue)
+    # The Adobe API client and pollers; None without the IMS credentials.
+    adobe: AdobeServices | None = None
+
+    def protected(self, key: FlowKey, now: float) -> bool:
+        """Whether a flow is kept past its TTL: catalogued, or Flow Service still lists it."""
+        return key in self.catalogue or (self.adobe is not None and self.adobe.protects(key, now))
 
     def reload_catalogue(self) -> None:
         """Re-read the catalogue file; on error keep the current one and raise CatalogueError."""
@@ -78,7 +87,9 @@ def build_exporter(
     settings: Settings, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
 ) -> Exporter:
     """Wire the parts from settings; nothing is started or opened yet."""
-    metrics = SelfMetrics(registry, verification_on=settings.verification_on)
+    metrics = SelfMetrics(
+        registry, verification_on=settings.verification_on, adobe_apis=settings.adobe_apis
+    )
     recorder = build_recorder(settings, lambda ready: metrics.store_ready.set(1 if ready else 0))
     keys: PublicKeyStore | None = None
     verifier: DeliveryVerifier | None = None
@@ -103,15 +114,29 @@ def build_exporter(
         max_in_flight=settings.max_in_flight,
         clock=clock,
     )
-    exposition = FlowExposition(settings.duration_buckets)
+    enrichment = settings.flow_enrichment_on
+    exposition = FlowExposition(settings.duration_buckets, enrichment=enrichment)
     exporter = Exporter(settings, metrics, recorder, pipeline, webhook, keys, clock, exposition)
     exporter.reload_catalogue()
+    exporter.adobe = build_adobe(
+        settings,
+        metrics,
+        recorder,
+        flow_ttl=settings.flow_ttl,
+        catalogued=lambda: exporter.catalogue.entries,
+        clock=clock,
+    )
     metrics.tracked_flows.set_function(lambda: len(recorder.flows))
     metrics.dead_letters_stored.set_function(lambda: recorder.dead_letters_stored)
     recorder.on_batch.append(lambda outcome: _count_batch(metrics, outcome))
     recorder.on_batch.append(lambda outcome: exposition.note_changed(outcome.changed))
     registry.register(
-        FlowCollector(lambda: recorder.flows, lambda: exporter.catalogue, settings.duration_buckets)
+        FlowCollector(
+            lambda: recorder.flows,
+            lambda: exporter.catalogue,
+            settings.duration_buckets,
+            enrichment=enrichment,
+        )
     )
     return exporter
 
@@ -131,12 +156,13 @@ async def _maintain(exporter: Exporter) -> None:
     while True:
         try:
             if recorder.ready:
+                now = exporter.clock()
                 await recorder.prune(
-                    now=exporter.clock(),
+                    now=now,
                     flow_ttl=settings.flow_ttl,
                     open_run_ttl=settings.open_run_ttl,
                     dedup_window=settings.dedup_window,
-                    protected=lambda key: key in exporter.catalogue,
+                    protected=functools.partial(exporter.protected, now=now),
                 )
         except StoreUnavailable as exc:
             recorder.mark_ready(False, str(exc))
@@ -157,7 +183,8 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
     recorder = exporter.recorder
     await recorder.open()
     for state in recorder.flows.values():
-        exporter.metrics.last_notification.set(state.last_received)
+        if state.last_received > 0:  # 0: listed by Flow Service, never heard from
+            exporter.metrics.last_notification.set(state.last_received)
     # The loaded records live long: keep the cyclic collector from rescanning them (its full
     # passes over 10 000 flows pause the event loop for tens of milliseconds).
     gc.freeze()
@@ -175,6 +202,8 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
             name="exposition-warm",
         ),
     ]
+    if exporter.adobe is not None:
+        exporter.adobe.start()
     try:
         yield
     finally:
@@ -183,6 +212,8 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if exporter.adobe is not None:
+            await exporter.adobe.stop()
         if exporter.keys is not None:
             await exporter.keys.close()
         await recorder.close()

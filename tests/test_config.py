@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import build_parser
-from exporter.cli.options import settings_from_args
+from exporter.cli.options import REPEATED_FLAGS, settings_from_args
 from exporter.config import SETTING_FIELDS, ConfigError, Settings, SettingsGroup, load_settings
 
 AMBIENT = {
@@ -94,10 +94,11 @@ def test_every_group_field_is_listed_once() -> None:
 
 
 def test_every_setting_has_its_flag() -> None:
-    """Each setting is a `--<name-with-dashes>` flag of serve (client ids: repeated --client-id)."""
+    """Each setting is a `--<name-with-dashes>` flag of serve (lists: a repeated singular flag)."""
     parser = build_parser()
+    assert REPEATED_FLAGS == {"client_ids": "--client-id", "sandboxes": "--sandbox"}
     for name, info in SETTING_FIELDS.items():
-        flag = "--client-id" if name == "client_ids" else "--" + name.replace("_", "-")
+        flag = REPEATED_FLAGS.get(name, "--" + name.replace("_", "-"))
         value = [] if info.annotation is bool else ["1"]
         args = parser.parse_args(["serve", flag, *value])
         assert getattr(args, name) is not None, flag

@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.config import Settings
+from exporter.config import DEFAULT_DURATION_BUCKETS, Settings
 from exporter.http.app import create_app
-from exporter.metrics.families import FLOW_FAMILIES
+from exporter.metrics.families import FLOW_ENABLED, FLOW_FAMILIES
+from exporter.metrics.flows import omitted_families
 from tests.conftest import AppClient, Clock, MakeClient, fixture_bytes
 from tests.payload_builders import alert, body, legacy, run_object
 
@@ -43,7 +44,7 @@ async def feed(client: AppClient) -> None:
 async def test_text_and_openmetrics_parse_with_every_family(
     make_client: MakeClient, tmp_path: Path
 ) -> None:
-    """Both exposition formats parse and hold every per-flow family of the contract."""
+    """Both exposition formats parse and hold every per-flow family this configuration has."""
     catalogue = tmp_path / "catalogue.yaml"
     catalogue.write_text(
         "flows:\n  - flow_id: flow-a\n    sandbox: prod\n    name: Flow A\n"
@@ -58,7 +59,13 @@ async def test_text_and_openmetrics_parse_with_every_family(
     assert om_response.headers["Content-Type"].startswith("application/openmetrics-text")
     om_text = await om_response.text()
     om_names = {family.name for family in om_families(om_text)}  # type: ignore[no-untyped-call]
+    # Without Flow Service enrichment aep_flow_enabled is off, like the histogram without buckets.
+    omitted = omitted_families(DEFAULT_DURATION_BUCKETS, enrichment=False)
+    assert omitted == {FLOW_ENABLED}
     for family in FLOW_FAMILIES:
+        if family in omitted:
+            assert family.name not in names, family.name
+            continue
         assert family.name in names, family.name
         assert family.name in om_names, family.name
     assert 'flow_name="Flow A"' in text

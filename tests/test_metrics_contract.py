@@ -10,8 +10,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
+from exporter.adobe.client import AdobeApi, RequestResult
 from exporter.metrics import families
 from exporter.metrics.families import (
+    ADOBE_SELF_FAMILIES,
     FLOW_FAMILIES,
     SELF_FAMILIES,
     Family,
@@ -98,17 +100,24 @@ def test_only_counters_with_bounded_labels_have_children() -> None:
     assert Family("g", "gauge", "", (kind,)).children() == []
 
 
-def test_self_metrics_register_exactly_the_declared_self_families() -> None:
-    """SelfMetrics registers the self families in order, with their type, help and labels."""
+@pytest.mark.parametrize("adobe", [False, True], ids=["without_adobe", "with_adobe"])
+def test_self_metrics_register_exactly_the_declared_self_families(adobe: bool) -> None:
+    """SelfMetrics registers the self families in order, with their type, help and labels;
+    the Adobe families only with the Adobe APIs configured."""
     registry = CollectorRegistry()
-    metrics = SelfMetrics(registry, verification_on=True)
+    metrics = SelfMetrics(
+        registry, verification_on=True, adobe_apis=list(AdobeApi) if adobe else ()
+    )
     metrics.last_notification.set(1.0)  # absent until it has a value
+    if adobe:
+        metrics.token_expiry.set(2.0)
+    declared = [f for f in SELF_FAMILIES if adobe or f not in ADOBE_SELF_FAMILIES]
     collected = [m for m in registry.collect() if not m.name.startswith(("process_", "python_"))]
     assert [(m.name, m.type, m.documentation) for m in collected] == [
-        (f.name, f.type, f.help) for f in SELF_FAMILIES
+        (f.name, f.type, f.help) for f in declared
     ]
     wrappers = {m._name: m for m in vars(metrics).values() if isinstance(m, MetricWrapperBase)}
-    for family, metric in zip(SELF_FAMILIES, collected, strict=True):
+    for family, metric in zip(declared, collected, strict=True):
         wrapper = wrappers.get(family.name)
         assert (tuple(wrapper._labelnames) if wrapper else ()) == family.label_names, family.name
         labelled = [s for s in metric.samples if s.name == f"{family.name}_total"]
@@ -117,6 +126,17 @@ def test_self_metrics_register_exactly_the_declared_self_families() -> None:
             assert children == family.children(), family.name
         elif family.type == "counter" and family.labels:
             assert labelled == [], family.name
+
+
+def test_adobe_request_counters_exist_for_the_configured_apis_only() -> None:
+    """Every result of a configured API exists at 0; an API not configured has no series."""
+    registry = CollectorRegistry()
+    SelfMetrics(registry, verification_on=True, adobe_apis=[AdobeApi.IMS, AdobeApi.REGISTRATION])
+    name = f"{families.ADOBE_REQUESTS.name}_total"
+    for result in RequestResult:
+        for api in AdobeApi:
+            value = registry.get_sample_value(name, {"api": api.value, "result": result.value})
+            assert value == (0.0 if api in (AdobeApi.IMS, AdobeApi.REGISTRATION) else None)
 
 
 def test_self_histograms_use_the_declared_buckets() -> None:

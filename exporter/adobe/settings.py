@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import NoDecode
 
+from exporter.adobe.client import AdobeApi
 from exporter.durations import parse_duration
 
 DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
@@ -27,7 +28,7 @@ JOURNAL_RETENTION_SECONDS = 7 * 86400.0
 # "Every Adobe-side cadence accepts 1s and up" (PRODUCT.md "Interface"); 0 turns a task off.
 MIN_CADENCE_SECONDS = 1.0
 # x-sandbox-name carries the all-lowercase sandbox name, e.g. `prod` (protocol notes §7).
-_SANDBOX = re.compile(r"[a-z0-9][a-z0-9_-]{0,255}")
+SANDBOX_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,255}")
 # A scope, client id or org id is one visible ASCII word: no spaces, no commas, no controls.
 _WORD = re.compile(r"[!-+\--~]+")
 # The registration resource: .../events/{consumerOrgId}/{projectId}/{workspaceId}/registrations/
@@ -170,7 +171,7 @@ class AdobeSettings(BaseModel):
     @classmethod
     def _sandbox_names(cls, value: list[str]) -> list[str]:
         for name in value:
-            if not _SANDBOX.fullmatch(name):
+            if not SANDBOX_NAME.fullmatch(name):
                 raise ValueError(f"sandbox {name[:64]!r} must be a lowercase sandbox name")
         return list(dict.fromkeys(value))
 
@@ -238,6 +239,25 @@ class AdobeSettings(BaseModel):
     def enabled(self) -> bool:
         """Whether the IMS credentials are set, which turns the Adobe API features on."""
         return bool(self.ims_client_id)
+
+    @property
+    def flow_enrichment_on(self) -> bool:
+        """Whether Flow Service names, states and schedules are polled."""
+        return self.enabled and self.flow_refresh_interval > 0
+
+    @property
+    def adobe_apis(self) -> tuple[AdobeApi, ...]:
+        """The Adobe APIs this configuration calls (none without the IMS credentials)."""
+        if not self.enabled:
+            return ()
+        apis = [AdobeApi.IMS]
+        if self.flow_refresh_interval > 0 or self.reconcile_interval > 0:
+            apis.append(AdobeApi.FLOW_SERVICE)
+        if self.journal_url:
+            apis.append(AdobeApi.JOURNAL)
+        if self.registration_url:
+            apis.append(AdobeApi.REGISTRATION)
+        return tuple(apis)
 
     @property
     def ims_scope(self) -> str:

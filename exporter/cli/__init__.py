@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, check-payload, dead-letters, backup; one set of settings."""
+"""Command line: serve, check-config, check-adobe, check-payload, dead-letters, backup."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from exporter import __version__
 from exporter.catalogue import CatalogueError, load_catalogue
+from exporter.cli.adobe import cmd_check_adobe
 from exporter.cli.options import UsageError, add_settings_flags, settings_from_args
 from exporter.cli.payloads import cmd_check_payload
 from exporter.cli.serve import cmd_serve
@@ -28,6 +29,10 @@ _DURATIONS = {
     "read_timeout",
     "idle_timeout",
     "shutdown_grace",
+    "flow_refresh_interval",
+    "reconcile_interval",
+    "reconcile_window",
+    "registration_poll_interval",
 }
 
 
@@ -39,7 +44,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             shown = "<set>" if value.get_secret_value() else ""
-        elif name in _DURATIONS:
+        elif name in _DURATIONS or (name == "journal_start" and isinstance(value, float)):
             shown = format_duration(value)
         elif isinstance(value, list | tuple):
             shown = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
@@ -71,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     check_config = commands.add_parser("check-config", help="validate and print the settings")
     add_settings_flags(check_config)
     check_config.set_defaults(func=cmd_check_config)
+
+    check_adobe = commands.add_parser(
+        "check-adobe", help="get a token and ask each configured Adobe API once"
+    )
+    add_settings_flags(check_adobe)
+    check_adobe.set_defaults(func=cmd_check_adobe)
 
     check_payload = commands.add_parser("check-payload", help="normalize payload files")
     check_payload.add_argument("files", nargs="+", metavar="FILE", help="payload files, or -")

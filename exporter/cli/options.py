@@ -8,6 +8,9 @@ import os
 from exporter.config import SETTING_FIELDS, Settings, load_settings
 from exporter.domain import ExporterError
 
+# List settings whose flag is given once per value (their env variable is comma-separated).
+REPEATED_FLAGS = {"client_ids": "--client-id", "sandboxes": "--sandbox"}
+
 
 class UsageError(ExporterError):
     """Bad command-line use (exit 2)."""
@@ -19,8 +22,8 @@ def add_settings_flags(parser: argparse.ArgumentParser) -> None:
     for name, info in SETTING_FIELDS.items():
         flag = "--" + name.replace("_", "-")
         help_text = info.description or None
-        if name == "client_ids":
-            group.add_argument("--client-id", dest=name, action="append", help=help_text)
+        if name in REPEATED_FLAGS:
+            group.add_argument(REPEATED_FLAGS[name], dest=name, action="append", help=help_text)
         elif info.annotation is bool:
             group.add_argument(flag, dest=name, action="store_true", default=None, help=help_text)
         else:

@@ -24,6 +24,7 @@ from exporter.config.groups import (
     ADOBE_KEY_BASE_URL,
     DEFAULT_DURATION_BUCKETS,
     MAX_KEY_CACHE_TTL,
+    AdobeApiSettings,
     LimitSettings,
     ListenerSettings,
     LoggingSettings,
@@ -57,6 +58,7 @@ class Settings(
     LimitSettings,
     LoggingSettings,
     MetricsSettings,
+    AdobeApiSettings,
     BaseSettings,
 ):
     """Every setting of the exporter (README "Configuration"), from its arguments only."""

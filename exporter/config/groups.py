@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import NoDecode
 
+from exporter.adobe.settings import AdobeSettings
 from exporter.config.base import (
     Duration,
     SettingsGroup,
@@ -155,3 +156,7 @@ class MetricsSettings(SettingsGroup):
         if list(value) != sorted(set(value)):
             raise ValueError("buckets must be strictly increasing")
         return value
+
+
+class AdobeApiSettings(AdobeSettings, SettingsGroup):
+    """The Adobe API features: IMS credentials, Flow Service, the journal, the registration."""

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from exporter.adobe.client import AdobeApi, RequestResult
 from exporter.domain import ActivityStatus, AlertKind, DocumentKind, Outcome
 from exporter.recorder import Result
 from exporter.rejections import Rejection
@@ -23,6 +24,15 @@ class KeyFetchResult(enum.StrEnum):
     OK = "ok"
     ERROR = "error"
     REJECTED_PATH = "rejected_path"
+
+
+class PollTask(enum.StrEnum):
+    """`task` label of the Adobe pollers' last-success gauge, in exposition order."""
+
+    FLOWS = "flows"
+    RECONCILE = "reconcile"
+    JOURNAL = "journal"
+    REGISTRATION = "registration"
 
 
 def _values(members: Iterable[enum.StrEnum], *skip: enum.StrEnum) -> tuple[str, ...]:
@@ -154,7 +164,12 @@ FLOW_INFO = Family(
 EXPECTED_INTERVAL = Family(
     "aep_flow_expected_interval_seconds",
     "gauge",
-    "Expected time between runs of a catalogued flow.",
+    "Expected time between runs: the catalogue's interval, else the Flow Service schedule.",
+)
+FLOW_ENABLED = Family(
+    "aep_flow_enabled",
+    "gauge",
+    "Flow Service state of the flow: 1 enabled, 0 any other state.",
 )
 FLOW_FAMILIES: tuple[Family, ...] = (
     RUNS,
@@ -179,6 +194,7 @@ FLOW_FAMILIES: tuple[Family, ...] = (
     ALERT_ACTIVE,
     FLOW_INFO,
     EXPECTED_INTERVAL,
+    FLOW_ENABLED,
 )
 
 # The exporter about itself (no flow labels), created as prometheus_client objects in this
@@ -257,6 +273,45 @@ BUILD_INFO = Family(
     "Build information; always 1.",
     (Label("version"), Label("verification", ("on", "off"))),
 )
+# Only with the Adobe API features configured (exporter.adobe.settings).
+ADOBE_REQUESTS = Family(
+    "aep_exporter_adobe_requests",
+    "counter",
+    "Requests to Adobe APIs by API and result.",
+    (Label("api", _values(AdobeApi)), Label("result", _values(RequestResult))),
+)
+POLL_LAST_SUCCESS = Family(
+    "aep_exporter_poll_last_success_timestamp_seconds",
+    "gauge",
+    "End of the last successful cycle of each Adobe poller.",
+    (Label("task", _values(PollTask)),),
+)
+TOKEN_EXPIRY = Family(
+    "aep_exporter_adobe_token_expiry_timestamp_seconds",
+    "gauge",
+    "Expiry time of the cached IMS token.",
+)
+REGISTRATION_INFO = Family(
+    "aep_events_registration_info",
+    "gauge",
+    "Adobe's raw state of the I/O Events registration; always 1.",
+    tuple(
+        Label(name) for name in ("registration_id", "webhook_status", "enabled", "delivery_type")
+    ),
+)
+REGISTRATION_HEALTHY = Family(
+    "aep_events_registration_healthy",
+    "gauge",
+    "1 when the I/O Events registration is enabled and its webhook verified, else 0.",
+    (Label("registration_id"),),
+)
+ADOBE_SELF_FAMILIES: tuple[Family, ...] = (
+    ADOBE_REQUESTS,
+    POLL_LAST_SUCCESS,
+    TOKEN_EXPIRY,
+    REGISTRATION_INFO,
+    REGISTRATION_HEALTHY,
+)
 SELF_FAMILIES: tuple[Family, ...] = (
     NOTIFICATIONS,
     REQUESTS_REJECTED,
@@ -274,6 +329,7 @@ SELF_FAMILIES: tuple[Family, ...] = (
     KEY_FETCHES,
     STORE_READY,
     BUILD_INFO,
+    *ADOBE_SELF_FAMILIES,
 )
 
 

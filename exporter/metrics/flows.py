@@ -33,11 +33,30 @@ _TOTALS = tuple(
 
 
 def _flow_name(state: FlowState | None, catalogue_name: str, flow_id: str) -> str:
+    # Catalogue, then Flow Service, then the newest payload, then the id (protocol notes §18.18).
     if catalogue_name:
         return catalogue_name
+    if state is not None and state.enrichment is not None and state.enrichment.name:
+        return state.enrichment.name
     if state is not None and state.flow_name:
         return state.flow_name
     return flow_id
+
+
+def _source(state: FlowState | None, entry: CatalogueEntry | None) -> str:
+    if entry is not None and entry.source:
+        return entry.source
+    if state is not None and state.enrichment is not None:
+        return state.enrichment.source or ""
+    return ""
+
+
+def _expected_interval(state: FlowState | None, entry: CatalogueEntry | None) -> float | None:
+    if entry is not None and entry.expected_interval is not None:
+        return entry.expected_interval
+    if state is not None and state.enrichment is not None:
+        return state.enrichment.expected_interval
+    return None
 
 
 # (sample name, labels sorted by name, value): the exposition formats sort labels by name too.
@@ -103,12 +122,16 @@ def emit_flow(
         1,
         ("flow_name", _flow_name(state, entry.name if entry else "", flow_id)),
         ("owner", entry.owner if entry else ""),
-        ("source", entry.source if entry else ""),
+        ("source", _source(state, entry)),
         ("flow_severity", entry.severity if entry else ""),
         ("ims_org", (state.ims_org or "") if state is not None else ""),
     )
-    if entry is not None and entry.expected_interval is not None:
-        sample(fam.EXPECTED_INTERVAL, "", entry.expected_interval)
+    interval = _expected_interval(state, entry)
+    if interval is not None:
+        sample(fam.EXPECTED_INTERVAL, "", interval)
+    enabled = state.enrichment.enabled if state is not None and state.enrichment else None
+    if enabled is not None:
+        sample(fam.FLOW_ENABLED, "", 1 if enabled else 0)
 
 
 def flow_samples(
@@ -154,6 +177,17 @@ def flow_keys(flows: Mapping[FlowKey, FlowState], catalogue: Catalogue) -> list[
     return sorted(set(flows) | set(catalogue.entries))
 
 
+def omitted_families(duration_buckets: tuple[float, ...], *, enrichment: bool) -> frozenset[Family]:
+    """The flow families a configuration turns off: the histogram without buckets, and
+    aep_flow_enabled without Flow Service enrichment (so without it nothing changes)."""
+    omitted: set[Family] = set()
+    if not duration_buckets:
+        omitted.update(f for f in FLOW_FAMILIES if f.type == "histogram")
+    if not enrichment:
+        omitted.add(fam.FLOW_ENABLED)
+    return frozenset(omitted)
+
+
 class FlowCollector(Collector):
     """The per-flow families as prometheus_client metrics, built from the state records.
 
@@ -166,10 +200,13 @@ class FlowCollector(Collector):
         flows: Callable[[], Mapping[FlowKey, FlowState]],
         catalogue: Callable[[], Catalogue],
         duration_buckets: tuple[float, ...],
+        *,
+        enrichment: bool = False,
     ) -> None:
         self._flows = flows
         self._catalogue = catalogue
         self._les = bucket_labels(duration_buckets)
+        self._omitted = omitted_families(duration_buckets, enrichment=enrichment)
 
     def describe(self) -> Iterator[Metric]:
         """Nothing: the collector is unchecked (its series change with the records)."""
@@ -186,6 +223,5 @@ class FlowCollector(Collector):
                 for name, labels, value in samples:
                     metric.add_sample(name, dict(labels), value)
         for family, metric in zip(FLOW_FAMILIES, metrics, strict=True):
-            if family.type == "histogram" and len(self._les) == 1:
-                continue
-            yield metric
+            if family not in self._omitted:
+                yield metric

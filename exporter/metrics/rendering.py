@@ -19,7 +19,7 @@ from prometheus_client.utils import floatToGoString
 from exporter.catalogue import Catalogue, CatalogueEntry
 from exporter.domain import FlowKey
 from exporter.metrics.families import FLOW_FAMILIES
-from exporter.metrics.flows import bucket_labels, emit_flow, flow_keys
+from exporter.metrics.flows import bucket_labels, emit_flow, flow_keys, omitted_families
 from exporter.records import FlowState
 
 OPENMETRICS_EOF = b"# EOF\n"
@@ -96,11 +96,10 @@ class FlowExposition:
     thread would hold the GIL for hundreds of milliseconds and stall deliveries just the same.
     """
 
-    def __init__(self, duration_buckets: tuple[float, ...]) -> None:
+    def __init__(self, duration_buckets: tuple[float, ...], *, enrichment: bool = False) -> None:
         self._les = bucket_labels(duration_buckets)
-        self._skip = {i for i, f in enumerate(FLOW_FAMILIES) if f.type == "histogram"}
-        if duration_buckets:
-            self._skip.clear()
+        omitted = omitted_families(duration_buckets, enrichment=enrichment)
+        self._skip = {i for i, f in enumerate(FLOW_FAMILIES) if f in omitted}
         self._cache: dict[FlowKey, _Rendered] = {}
         self._changed: set[FlowKey] = set()
         self._keys: list[FlowKey] = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -13,6 +13,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from exporter import __version__
+from exporter.adobe.client import AdobeApi, RequestResult
 from exporter.metrics import families as fam
 from exporter.metrics.families import Family
 
@@ -37,22 +38,30 @@ def histogram(registry: CollectorRegistry, family: Family) -> Histogram:
     )
 
 
-class LatestTimestamp(Collector):
-    """A gauge that only moves forward and is absent until it has a value."""
+class OptionalGauge(Collector):
+    """A gauge without labels that is absent until it has a value (never a fake 0)."""
 
     def __init__(self, family: Family) -> None:
         self.name, self.documentation = family.name, family.help
         self.value: float | None = None
 
     def set(self, value: float) -> None:
-        """Remember `value` if it is newer than the current one."""
-        if self.value is None or value > self.value:
-            self.value = value
+        """Expose `value` from now on."""
+        self.value = value
 
     def collect(self) -> Iterator[Metric]:
         """The gauge, once it has a value."""
         if self.value is not None:
             yield GaugeMetricFamily(self.name, self.documentation, value=self.value)
+
+
+class LatestTimestamp(OptionalGauge):
+    """A gauge that only moves forward and is absent until it has a value."""
+
+    def set(self, value: float) -> None:
+        """Remember `value` if it is newer than the current one."""
+        if self.value is None or value > self.value:
+            self.value = value
 
 
 class SelfMetrics(Collector):
@@ -61,7 +70,13 @@ class SelfMetrics(Collector):
     Also a collector of just these (plus the process collectors), for the fast /metrics path.
     """
 
-    def __init__(self, registry: CollectorRegistry, *, verification_on: bool) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        verification_on: bool,
+        adobe_apis: Collection[AdobeApi] = (),
+    ) -> None:
         self.notifications = counter(registry, fam.NOTIFICATIONS)
         self.rejected = counter(registry, fam.REQUESTS_REJECTED)
         self.recipient_missing = counter(registry, fam.RECIPIENT_MISSING)
@@ -82,14 +97,39 @@ class SelfMetrics(Collector):
         self.build_info = gauge(registry, fam.BUILD_INFO)
         on, off = fam.BUILD_INFO.values("verification")
         self.build_info.labels(__version__, on if verification_on else off).set(1)
+        if adobe_apis:
+            self._adobe(registry, adobe_apis)
         own: list[Collector] = [
-            m for m in vars(self).values() if isinstance(m, MetricWrapperBase | LatestTimestamp)
+            m for m in vars(self).values() if isinstance(m, MetricWrapperBase | OptionalGauge)
         ]
         # Standard process and runtime metrics, as every Python exporter has them.
         own.append(ProcessCollector(registry=registry))
         own.append(PlatformCollector(registry=registry))
         own.append(GCCollector(registry=registry))
         self._own = own
+
+    def _adobe(self, registry: CollectorRegistry, apis: Collection[AdobeApi]) -> None:
+        # Registered only with the Adobe API features on, so without them nothing changes.
+        self.adobe_requests = Counter(
+            fam.ADOBE_REQUESTS.name,
+            fam.ADOBE_REQUESTS.help,
+            fam.ADOBE_REQUESTS.label_names,
+            registry=registry,
+        )
+        # Zeros for the APIs this configuration calls, not for the ones it never will.
+        for api in AdobeApi:
+            if api in apis:
+                for result in RequestResult:
+                    self.adobe_requests.labels(api.value, result.value)
+        self.poll_last_success = gauge(registry, fam.POLL_LAST_SUCCESS)
+        self.token_expiry = OptionalGauge(fam.TOKEN_EXPIRY)
+        registry.register(self.token_expiry)
+        self.registration_info = gauge(registry, fam.REGISTRATION_INFO)
+        self.registration_healthy = gauge(registry, fam.REGISTRATION_HEALTHY)
+
+    def count_adobe_request(self, api: AdobeApi, result: RequestResult) -> None:
+        """The AdobeClient's on_request callback: one request counted by API and result."""
+        self.adobe_requests.labels(api.value, result.value).inc()
 
     def collect(self) -> Iterator[Metric]:
         """Every self-metric (not the flow families), in registration order."""

@@ -1,16 +1,19 @@
-"""Fixtures for the Adobe API client: the loopback fake, a settable clock, clients and tokens."""
+"""Fixtures for the Adobe side: the loopback fake, a settable clock, clients, tokens, settings."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from exporter.adobe.client import AdobeApi, AdobeClient, RequestResult
+from exporter.adobe.fake import FakeAdobe
 from exporter.adobe.ims import TokenProvider
-from tests.adobe.fake import FakeAdobe
 
 # Short enough that a hanging answer costs a test little, long enough for a loaded CI machine.
 TEST_TIMEOUT = 1.0
@@ -125,3 +128,40 @@ async def make_tokens(
 def tokens(make_tokens: MakeTokens) -> TokenProvider:
     """A token provider for the fake's credentials."""
     return make_tokens()
+
+
+def adobe_settings(fake: FakeAdobe, **overrides: Any) -> dict[str, Any]:
+    """Settings overrides that point every Adobe feature at the fake (reconciliation off)."""
+    values: dict[str, Any] = {
+        "ims_url": fake.ims_url,
+        "ims_client_id": fake.client_id,
+        "ims_client_secret": fake.client_secret,
+        "ims_scopes": sorted(fake.scopes),
+        "ims_org_id": fake.org_id,
+        "platform_url": fake.base_url,
+        "sandboxes": ["prod"],
+        "reconcile_interval": 0,
+        # Long: the tests drive refreshes themselves after the one at start.
+        "flow_refresh_interval": 3600,
+    }
+    values.update(overrides)
+    return values
+
+
+async def until(condition: Callable[[], object], what: str, limit: float = 10.0) -> None:
+    """Wait, at most `limit` seconds, until `condition()` is true."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit:g}s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def flow_samples(registry: CollectorRegistry, name: str) -> dict[str, tuple[dict[str, str], float]]:
+    """The samples of one per-flow metric, by flow id."""
+    return {
+        sample.labels["flow_id"]: (sample.labels, sample.value)
+        for family in registry.collect()
+        for sample in family.samples
+        if sample.name == name
+    }

@@ -25,8 +25,8 @@ from exporter.adobe.client import (
     classify_status,
     retry_after_seconds,
 )
+from exporter.adobe.fake import DROP, HANG, Answer, FakeAdobe
 from tests.adobe.conftest import MakeAdobeClient, WallClock
-from tests.adobe.fake import DROP, HANG, Answer, FakeAdobe
 
 FLOWS = AdobeApi.FLOW_SERVICE
 Counted = list[tuple[AdobeApi, RequestResult]]

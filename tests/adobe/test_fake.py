@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from yarl import URL
 
+from exporter.adobe import fake_documents as documents
 from exporter.adobe.client import (
     AdobeApi,
     AdobeClient,
@@ -15,10 +16,9 @@ from exporter.adobe.client import (
     AdobeUnauthorized,
     AdobeUnexpectedStatus,
 )
+from exporter.adobe.fake import FakeAdobe
 from exporter.adobe.ims import TokenProvider
-from tests.adobe import documents
 from tests.adobe.conftest import WallClock
-from tests.adobe.fake import FakeAdobe
 
 FLOWS = AdobeApi.FLOW_SERVICE
 JOURNAL = AdobeApi.JOURNAL

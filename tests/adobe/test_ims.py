@@ -8,7 +8,9 @@ import logging
 import pytest
 from pydantic import SecretStr
 
+from exporter.adobe import fake_documents as documents
 from exporter.adobe.client import AdobeApi, AdobeClient, AdobeUnauthorized, RequestResult
+from exporter.adobe.fake import HANG, SERVER_ERROR, UNAUTHORIZED, Answer, FakeAdobe
 from exporter.adobe.ims import (
     BACKOFF_MAX_SECONDS,
     MIN_AGE_TO_RENEW_ON_401_SECONDS,
@@ -19,9 +21,7 @@ from exporter.adobe.ims import (
     TokenUnavailable,
 )
 from exporter.adobe.settings import AdobeSettings
-from tests.adobe import documents
 from tests.adobe.conftest import MakeTokens, WallClock
-from tests.adobe.fake import HANG, SERVER_ERROR, UNAUTHORIZED, Answer, FakeAdobe
 from tests.adobe.test_client import closed_port
 
 FLOWS = AdobeApi.FLOW_SERVICE

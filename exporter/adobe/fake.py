@@ -1,4 +1,7 @@
-"""A loopback fake of IMS, Flow Service, the I/O Events journal and registration API."""
+"""A loopback fake of IMS, Flow Service, the I/O Events journal and registration API.
+
+For the tests and `make demo` only: it listens on 127.0.0.1 and the service never imports it.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from typing import Any, Literal
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiMapping
 
-from tests.adobe import documents
+from exporter.adobe import fake_documents as documents
 
 IMS_PATH = "/ims/token/v3"
 FLOW_SERVICE = "/data/foundation/flowservice"
@@ -95,7 +98,7 @@ class FakeAdobe:
         self,
         *,
         client_id: str = "fake-client-id",
-        client_secret: str = "fake-secret-Zq8vN3xK",
+        client_secret: str = "fake-secret-Zq8vN3xK",  # noqa: S107 - the fake's own secret
         scopes: Sequence[str] = ("openid", "AdobeID", "read_organizations", "adobeio_api"),
         org_id: str = "FAKE0RG@AdobeOrg",
         expires_in: float = 86399,

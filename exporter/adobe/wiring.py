@@ -1,0 +1,110 @@
+"""The Adobe API side of a running service: one client, one token, the pollers it configures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from exporter.adobe.client import AdobeClient
+from exporter.adobe.enrichment import FlowEnricher
+from exporter.adobe.flow_service import FlowService
+from exporter.adobe.ims import TokenProvider
+from exporter.adobe.registration import RegistrationWatcher
+from exporter.adobe.settings import AdobeSettings
+from exporter.domain import FlowKey
+from exporter.metrics.families import PollTask
+from exporter.metrics.self_metrics import SelfMetrics
+from exporter.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AdobeServices:
+    """The shared client and token provider, and the pollers that use them."""
+
+    client: AdobeClient
+    tokens: TokenProvider
+    enricher: FlowEnricher | None = None
+    registration: RegistrationWatcher | None = None
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start the pollers as background tasks."""
+        if self.enricher is not None:
+            self._tasks.append(asyncio.create_task(self.enricher.run(), name="flow-enrichment"))
+        if self.registration is not None:
+            self._tasks.append(
+                asyncio.create_task(self.registration.run(), name="registration-health")
+            )
+
+    async def stop(self) -> None:
+        """Stop the pollers, then close the token provider and the client."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.tokens.close()
+        await self.client.close()
+
+    def protects(self, key: FlowKey, now: float) -> bool:
+        """Whether Flow Service keeps this flow from expiring now."""
+        return self.enricher is not None and self.enricher.protects(key, now)
+
+
+def build_adobe(
+    settings: AdobeSettings,
+    metrics: SelfMetrics,
+    recorder: Recorder,
+    *,
+    flow_ttl: float,
+    catalogued: Callable[[], Iterable[FlowKey]],
+    clock: Callable[[], float] = time.time,
+) -> AdobeServices | None:
+    """The Adobe side the settings ask for; None (nothing at all) without the IMS credentials."""
+    if not settings.enabled:
+        return None
+    client = AdobeClient(on_request=metrics.count_adobe_request, clock=clock)
+    tokens = TokenProvider.from_settings(
+        client, settings, on_expiry=metrics.token_expiry.set, clock=clock
+    )
+    services = AdobeServices(client, tokens)
+
+    def succeeded(task: PollTask) -> Callable[[], None]:
+        return lambda: metrics.poll_last_success.labels(task.value).set(clock())
+
+    if settings.flow_enrichment_on:
+        enricher = FlowEnricher(
+            FlowService(tokens, settings.platform_url),
+            recorder,
+            interval=settings.flow_refresh_interval,
+            flow_ttl=flow_ttl,
+            sandboxes=settings.sandboxes,
+            known_keys=catalogued,
+            on_success=succeeded(PollTask.FLOWS),
+            clock=clock,
+        )
+        recorder.on_batch.append(lambda outcome: enricher.note_flows(outcome.changed))
+        services.enricher = enricher
+    if settings.registration_url and settings.registration_poll_interval > 0:
+        services.registration = RegistrationWatcher(
+            tokens,
+            settings.registration_url,
+            interval=settings.registration_poll_interval,
+            info=metrics.registration_info,
+            healthy=metrics.registration_healthy,
+            on_success=succeeded(PollTask.REGISTRATION),
+        )
+    log.info(
+        "adobe apis on flow_enrichment=%s registration=%s sandboxes=%s",
+        "on" if services.enricher is not None else "off",
+        "on" if services.registration is not None else "off",
+        ",".join(settings.sandboxes) or "(seen in notifications or the catalogue)",
+    )
+    return services
