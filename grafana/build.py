@@ -45,6 +45,9 @@ FED_SCENARIO = (
 
 # Selectors. Per-flow series are folded over replicas before anything else (protocol notes
 # §18.15: several replicas may serve the same numbers), increase() included: see flow_counter.
+# Every selector also carries CLUSTER: its All value `.*` matches series without the label too,
+# so the variable is harmless where Prometheus adds no `cluster` label.
+CLUSTER = 'cluster=~"$cluster"'
 FLEET = ('sandbox=~"$sandbox"', 'flow_id=~"$flow"')
 ONE = ('sandbox="$sandbox"', 'flow_id="$flow"')
 INSTANCE = ('instance=~"$instance"',)
@@ -125,8 +128,8 @@ class Dashboard:
 
 
 def selector(metric: str, *matchers: str) -> str:
-    """`metric{m1, m2}`."""
-    return f"{metric}{{{', '.join(matchers)}}}"
+    """`metric{cluster=~"$cluster", m1, m2}`."""
+    return f"{metric}{{{', '.join((CLUSTER, *matchers))}}}"
 
 
 def per_flow(expr: str) -> str:
@@ -150,12 +153,18 @@ def flow_increase(metric: str, matchers: tuple[str, ...], window: str = RATE_WIN
 
 
 def with_flow_name(expr: str, matchers: tuple[str, ...]) -> str:
-    """Add the `flow_name` label from aep_flow_info to per-flow series."""
+    """Add the `flow_name` and `source` labels from aep_flow_info to per-flow series."""
     info = selector("aep_flow_info", *matchers)
     return (
-        f"({expr}) * on (sandbox, flow_id) group_left (flow_name) "
-        f"group by (sandbox, flow_id, flow_name) ({info})"
+        f"({expr}) * on (sandbox, flow_id) group_left (flow_name, source) "
+        f"group by (sandbox, flow_id, flow_name, source) ({info})"
     )
+
+
+def unless_disabled(expr: str, matchers: tuple[str, ...]) -> str:
+    """Drop flows that Flow Service reports disabled; without aep_flow_enabled, drop none."""
+    enabled = per_flow(selector("aep_flow_enabled", *matchers))
+    return f"({expr}) unless on (sandbox, flow_id) ({enabled} == 0)"
 
 
 def newest_completion(matchers: tuple[str, ...]) -> str:
@@ -218,6 +227,14 @@ OUTCOME_TEXT = {"1": ("OK", "green"), "0": ("FAILED", "red")}
 ALERT_TEXT = {"1": ("firing", "red"), "0": ("resolved", "green")}
 READY_TEXT = {"1": ("ready", "green"), "0": ("not ready", "red")}
 UP_TEXT = {"1": ("up", "green"), "0": ("down", "red")}
+ENABLED_TEXT = {"1": ("enabled", "green"), "0": ("disabled", "orange")}
+HEALTHY_TEXT = {"1": ("healthy", "green"), "0": ("unhealthy", "red")}
+# Why the fed scenario leaves the Adobe-side queries empty.
+NO_FLOW_SERVICE = "aep_flow_enabled comes from Flow Service, which the e2e stack does not configure"
+NO_ADOBE = (
+    "the e2e stack configures no Adobe API (no IMS credentials), so the exporter registers none "
+    "of the Adobe self-metrics"
+)
 
 
 def by_name(name: str, *properties: tuple[str, Any]) -> JSON:
@@ -507,13 +524,26 @@ def query_variable(
     return variable
 
 
+def cluster_variable() -> JSON:
+    """Clusters of the exporters, where Prometheus labels targets with `cluster`."""
+    return query_variable(
+        "cluster",
+        "Cluster",
+        "Label cluster of the exporters' series, where your Prometheus adds one; All also "
+        "matches series without it.",
+        "label_values(aep_exporter_build_info, cluster)",
+        qry_type=1,
+        multi=True,
+    )
+
+
 def sandbox_variable(*, multi: bool, hide: int = 0) -> JSON:
     """AEP sandboxes that have flows."""
     return query_variable(
         "sandbox",
         "Sandbox",
         "AEP sandbox (label sandbox of aep_flow_info).",
-        "label_values(aep_flow_info, sandbox)",
+        f"label_values({selector('aep_flow_info')}, sandbox)",
         qry_type=1,
         multi=multi,
         hide=hide,
@@ -522,12 +552,12 @@ def sandbox_variable(*, multi: bool, hide: int = 0) -> JSON:
 
 def flow_variable(*, multi: bool, hide: int = 0) -> JSON:
     """Flows of the selected sandboxes: flow_name shown, flow_id used."""
-    op = "=~" if multi else "="
+    sandbox = f'sandbox{"=~" if multi else "="}"$sandbox"'
     return query_variable(
         "flow",
         "Flow",
         "Flow of the selected sandbox: shows flow_name, selects by flow_id.",
-        f'query_result(max without (instance, pod) (aep_flow_info{{sandbox{op}"$sandbox"}}))',
+        f"query_result({per_flow(selector('aep_flow_info', sandbox))})",
         qry_type=3,
         multi=multi,
         regex=FLOW_REGEX,
@@ -541,7 +571,7 @@ def instance_variable() -> JSON:
         "instance",
         "Exporter",
         "Exporter scrape target (label instance of aep_exporter_build_info).",
-        "label_values(aep_exporter_build_info, instance)",
+        f"label_values({selector('aep_exporter_build_info')}, instance)",
         qry_type=1,
         multi=True,
     )
@@ -569,8 +599,9 @@ def overview() -> Dashboard:
     )
     health = table(
         "Flow health",
-        "One row per flow: the newest run's outcome and completion, time since the last success "
-        "against the catalogue's expected interval (above 1x means overdue), and the last day's "
+        "One row per flow: its source type, whether Flow Service reports it enabled, the newest "
+        "run's outcome and completion, time since the last success against the expected interval "
+        "(catalogue, else Flow Service schedule; above 1x means overdue), and the last day's "
         "success ratio, records and most frequent error code. Click a flow name for its detail. "
         "Counters born with a flow's first notification start at that run, so the first run of an "
         "uncatalogued flow and the first run with a new error code are not in increase()-based "
@@ -600,6 +631,12 @@ def overview() -> Dashboard:
             empty_ok="an error_code series is born at 1 with the first failed run that reports "
             "the code, so increase() needs a second run with that code after a scrape",
         ),
+        Query(
+            per_flow(selector("aep_flow_enabled", *FLEET)),
+            instant=True,
+            fmt="table",
+            empty_ok=NO_FLOW_SERVICE,
+        ),
         height=9,
         sort_by="Last run",
         organize={
@@ -609,29 +646,32 @@ def overview() -> Dashboard:
                 "Value #J": True,
                 "ims_org": True,
                 "job": True,
-                "source": True,
             },
             "includeByName": {},
             "indexByName": {
                 "flow_name": 0,
                 "sandbox": 1,
                 "flow_id": 2,
-                "owner": 3,
-                "flow_severity": 4,
-                "Value #B": 5,
-                "Value #C": 6,
-                "Value #D": 7,
-                "Value #E": 8,
-                "Value #F": 9,
-                "Value #G": 10,
-                "Value #H": 11,
-                "Value #I": 12,
-                "error_code": 13,
+                "source": 3,
+                "owner": 4,
+                "flow_severity": 5,
+                "Value #K": 6,
+                "Value #B": 7,
+                "Value #C": 8,
+                "Value #D": 9,
+                "Value #E": 10,
+                "Value #F": 11,
+                "Value #G": 12,
+                "Value #H": 13,
+                "Value #I": 14,
+                "error_code": 15,
             },
             "renameByName": {
                 "flow_name": "Flow",
+                "source": "Source",
                 "owner": "Owner",
                 "flow_severity": "Severity",
+                "Value #K": "Enabled",
                 "Value #B": "Last run",
                 "Value #C": "Last completed",
                 "Value #D": "Since last success",
@@ -648,6 +688,11 @@ def overview() -> Dashboard:
             by_name(
                 "Last run",
                 ("mappings", value_mappings(OUTCOME_TEXT)),
+                ("custom.cellOptions", {"type": "color-text"}),
+            ),
+            by_name(
+                "Enabled",
+                ("mappings", value_mappings(ENABLED_TEXT)),
                 ("custom.cellOptions", {"type": "color-text"}),
             ),
             by_name("Last completed", ("unit", "dateTimeFromNow")),
@@ -691,12 +736,18 @@ def overview() -> Dashboard:
         ),
         stat(
             "Overdue flows",
-            "Catalogued flows whose last success is older than their expected interval, or that "
-            "never succeeded.",
+            "Flows with an expected interval (catalogue or Flow Service schedule) whose last "
+            "success is older than it, or that never succeeded; flows Flow Service reports "
+            "disabled are not overdue.",
             "short",
             Query(
-                f"count(({since_success(FLEET)}) > {expected} or "
-                f"({expected} unless on (sandbox, flow_id) {ts_success})) or vector(0)",
+                "count("
+                + unless_disabled(
+                    f"({since_success(FLEET)}) > {expected} or "
+                    f"({expected} unless on (sandbox, flow_id) {ts_success})",
+                    FLEET,
+                )
+                + ") or vector(0)",
                 instant=True,
             ),
             steps=(("green", None), ("orange", 1)),
@@ -791,6 +842,7 @@ def overview() -> Dashboard:
         time_from="now-24h",
         variables=(
             datasource_variable(),
+            cluster_variable(),
             sandbox_variable(multi=True),
             flow_variable(multi=True),
         ),
@@ -806,12 +858,20 @@ def detail() -> Dashboard:
     )
     info = table(
         "Flow",
-        "The flow's metadata: catalogue name, else the newest payload's flowName, else its id; "
-        "owner, source and severity from the catalogue; IMS org from the payloads.",
+        "The flow's metadata: catalogue name, else the Flow Service name, else the newest "
+        "payload's flowName, else its id; source from the catalogue, else the Flow Service "
+        "connection spec; owner and severity from the catalogue; IMS org from the payloads; "
+        "whether Flow Service reports the flow enabled (empty without Flow Service).",
         Query(per_flow(selector("aep_flow_info", *ONE)), instant=True, fmt="table"),
+        Query(
+            per_flow(selector("aep_flow_enabled", *ONE)),
+            instant=True,
+            fmt="table",
+            empty_ok=NO_FLOW_SERVICE,
+        ),
         height=4,
         organize={
-            "excludeByName": {"Time": True, "Value": True, "job": True},
+            "excludeByName": {"Time": True, "Value #A": True, "job": True},
             "includeByName": {},
             "indexByName": {
                 "flow_name": 0,
@@ -821,6 +881,7 @@ def detail() -> Dashboard:
                 "source": 4,
                 "flow_severity": 5,
                 "ims_org": 6,
+                "Value #B": 7,
             },
             "renameByName": {
                 "flow_name": "Flow",
@@ -828,8 +889,10 @@ def detail() -> Dashboard:
                 "source": "Source",
                 "flow_severity": "Severity",
                 "ims_org": "IMS org",
+                "Value #B": "Enabled",
             },
         },
+        overrides=(by_name("Enabled", ("mappings", value_mappings(ENABLED_TEXT))),),
     )
     last_run = (
         stat(
@@ -854,7 +917,8 @@ def detail() -> Dashboard:
         ),
         stat(
             "Expected interval",
-            "Expected time between runs, from the flow catalogue (catalogued flows only).",
+            "Expected time between runs: the catalogue's interval, else the Flow Service "
+            "schedule; empty when neither gives one (the alerts then assume 1 day).",
             "s",
             Query(per_flow(selector("aep_flow_expected_interval_seconds", *ONE)), instant=True),
             width=3,
@@ -1032,6 +1096,7 @@ def detail() -> Dashboard:
         time_from="now-7d",
         variables=(
             datasource_variable(),
+            cluster_variable(),
             sandbox_variable(multi=False),
             flow_variable(multi=False),
         ),
@@ -1045,12 +1110,128 @@ def detail() -> Dashboard:
     )
 
 
+def self_increase(metric: str) -> str:
+    """Increase of one of the exporter's own counters per $__rate_interval, per process."""
+    return f"increase({selector(metric, *INSTANCE)}[{RATE}])"
+
+
+def adobe_side() -> tuple[Panel, ...]:
+    """The exporter dashboard's Adobe row: registration, API requests, token, pollers."""
+    return (
+        table(
+            "Event registration",
+            "Adobe's raw state of the I/O Events registration (AEP_EXPORTER_REGISTRATION_URL), "
+            "polled every AEP_EXPORTER_REGISTRATION_POLL_INTERVAL: healthy only when enabled and "
+            "webhook_status is verified (README runbook AepEventsRegistrationUnhealthy).",
+            Query(
+                selector("aep_events_registration_info", *INSTANCE),
+                instant=True,
+                fmt="table",
+                empty_ok=NO_ADOBE,
+            ),
+            Query(
+                selector("aep_events_registration_healthy", *INSTANCE),
+                instant=True,
+                fmt="table",
+                empty_ok=NO_ADOBE,
+            ),
+            width=12,
+            height=6,
+            organize={
+                "excludeByName": {
+                    "Time": True,
+                    "Value #A": True,
+                    "__name__": True,
+                    "job": True,
+                },
+                "includeByName": {},
+                "indexByName": {
+                    "registration_id": 0,
+                    "Value #B": 1,
+                    "webhook_status": 2,
+                    "enabled": 3,
+                    "delivery_type": 4,
+                    "instance": 5,
+                },
+                "renameByName": {
+                    "registration_id": "Registration",
+                    "Value #B": "Health",
+                    "webhook_status": "Webhook status",
+                    "enabled": "Enabled",
+                    "delivery_type": "Delivery",
+                    "instance": "Exporter",
+                },
+            },
+            overrides=(
+                by_name(
+                    "Health",
+                    ("mappings", value_mappings(HEALTHY_TEXT)),
+                    ("custom.cellOptions", {"type": "color-text"}),
+                ),
+            ),
+        ),
+        state_timeline(
+            "Registration health",
+            "Whether Adobe reports the registration healthy (enabled and verified), over time.",
+            Query(
+                selector("aep_events_registration_healthy", *INSTANCE),
+                legend="{{registration_id}} {{instance}}",
+                empty_ok=NO_ADOBE,
+            ),
+            HEALTHY_TEXT,
+            height=6,
+        ),
+        timeseries(
+            "API requests by API and result",
+            "Requests to each Adobe API (ims, flow_service, journal, registration) per "
+            "$__rate_interval window, by result: ok, unauthorized, not_found, throttled, "
+            "server_error, network_error, invalid.",
+            "short",
+            Query(
+                f"sum by (api, result) ({self_increase('aep_exporter_adobe_requests_total')})",
+                legend="{{api}} {{result}}",
+                empty_ok=NO_ADOBE,
+            ),
+            bars=True,
+            stack=True,
+        ),
+        stat(
+            "IMS token expires in",
+            "Time until each exporter's cached IMS token expires; the exporter renews it 10 "
+            "minutes before, when a request needs it (red: under 5 minutes).",
+            "s",
+            Query(
+                f"{selector('aep_exporter_adobe_token_expiry_timestamp_seconds', *INSTANCE)} "
+                "- time()",
+                legend="{{instance}}",
+                instant=True,
+                empty_ok=NO_ADOBE,
+            ),
+            width=6,
+            height=8,
+            steps=(("red", None), ("orange", 300), ("green", 600)),
+        ),
+        stat(
+            "Since last successful cycle",
+            "Time since each Adobe poller (flows, reconcile, journal, registration) last "
+            "completed a cycle, the newest of any exporter (one replica polls at a time); "
+            "AepFlowExporterPollStalled fires after 3 cycles.",
+            "s",
+            Query(
+                "time() - max by (task) "
+                f"({selector('aep_exporter_poll_last_success_timestamp_seconds', *INSTANCE)})",
+                legend="{{task}}",
+                instant=True,
+                empty_ok=NO_ADOBE,
+            ),
+            width=6,
+            height=8,
+        ),
+    )
+
+
 def exporter_health() -> Dashboard:
     """Exporter health: is every delivery from Adobe received, verified and recorded."""
-
-    def self_increase(metric: str) -> str:
-        return f"increase({selector(metric, *INSTANCE)}[{RATE}])"
-
     status = (
         stat(
             "Up",
@@ -1249,16 +1430,23 @@ def exporter_health() -> Dashboard:
     return Dashboard(
         uid=EXPORTER_UID,
         description="aep-flow-exporter itself: deliveries, rejections, latency against Adobe's "
-        "timeout, state and keys.",
+        "timeout, state and keys, and the Adobe side: registration health, API requests, token, "
+        "pollers.",
         time_from="now-6h",
         variables=(
             datasource_variable(),
+            cluster_variable(),
             instance_variable(),
             # Hidden: kept so that links back to the flow dashboards keep the selection.
             sandbox_variable(multi=True, hide=2),
             flow_variable(multi=True, hide=2),
         ),
-        sections=(("Status", status), ("Deliveries", deliveries), ("State", state)),
+        sections=(
+            ("Status", status),
+            ("Deliveries", deliveries),
+            ("State", state),
+            ("Adobe side", adobe_side()),
+        ),
     )
 
 

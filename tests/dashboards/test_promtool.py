@@ -23,6 +23,7 @@ VALUES = {
     "sandbox": "prod",
     "flow": "1c6f1047-dcaf-48fe-af10-47dcaf08feaf",
     "instance": ".*",
+    "cluster": ".*",
 }
 
 

@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 
-from exporter.metrics.families import FLOW_FAMILIES, SELF_FAMILIES
+from exporter.metrics.families import (
+    ADOBE_SELF_FAMILIES,
+    FLOW_ENABLED,
+    FLOW_FAMILIES,
+    SELF_FAMILIES,
+)
 from grafana import build
 from tests.dashboards.queries import (
     NON_QUERY_PANELS,
@@ -106,7 +111,9 @@ def test_datasource_is_templated_everywhere(
 def test_sandbox_and_flow_variables(dashboards: dict[str, dict[str, Any]], name: str) -> None:
     """Sandbox lists aep_flow_info's sandboxes; flow shows flow_name and selects flow_id."""
     variables = {v["name"]: v for v in dashboards[name]["templating"]["list"]}
-    assert variables["sandbox"]["definition"] == "label_values(aep_flow_info, sandbox)"
+    assert variables["sandbox"]["definition"] == (
+        'label_values(aep_flow_info{cluster=~"$cluster"}, sandbox)'
+    )
     flow = variables["flow"]
     assert flow["definition"].startswith("query_result(")
     assert "aep_flow_info" in flow["definition"]
@@ -364,3 +371,121 @@ def test_fed_expectations_cover_every_query(dashboards: dict[str, dict[str, Any]
     assert len(queries) == sum(len(panel_queries(d)) for d in dashboards.values())
     assert all(q.expects_data or len(q.empty_reason) > 20 for q in queries)
     assert sum(q.expects_data for q in queries) > len(queries) * 3 // 4
+
+
+@pytest.mark.parametrize("name", by_file())
+def test_cluster_variable_is_harmless_without_the_label(
+    dashboards: dict[str, dict[str, Any]], name: str
+) -> None:
+    """$cluster follows the data source, lists the exporters' clusters, and its All matches an
+    absent label (the empty string), so dashboards work where Prometheus adds no cluster."""
+    variables = dashboards[name]["templating"]["list"]
+    assert [v["name"] for v in variables[:2]] == ["datasource", "cluster"]
+    cluster = variables[1]
+    assert cluster["definition"] == "label_values(aep_exporter_build_info, cluster)"
+    assert cluster["query"]["query"] == cluster["definition"]
+    assert cluster["multi"]
+    assert cluster["includeAll"]
+    assert re.fullmatch(cluster["allValue"], "")
+    assert cluster["hide"] == 0
+
+
+def selectors_without_cluster(expr: str) -> list[str]:
+    """Metric names in `expr` not selected with cluster=~"$cluster" (bare or other matchers)."""
+    missing = []
+    for name in metric_names(expr):
+        for match in re.finditer(rf"(?<![\w:]){re.escape(name)}(?![\w:])(\{{[^}}]*\}})?", expr):
+            if build.CLUSTER not in (match.group(1) or ""):
+                missing.append(name)
+    return missing
+
+
+def test_a_selector_without_the_cluster_matcher_is_caught() -> None:
+    """The check finds a bare metric name and a selector lacking the cluster matcher."""
+    expr = 'sum(a{cluster=~"$cluster", x="1"}) / b{x="1"} + c'
+    assert sorted(selectors_without_cluster(expr)) == ["b", "c"]
+
+
+@pytest.mark.parametrize("name", by_file())
+def test_every_selector_matches_the_cluster_variable(
+    dashboards: dict[str, dict[str, Any]], name: str
+) -> None:
+    """Each series a panel or variable reads is selected by $cluster (except $cluster itself)."""
+    dashboard = dashboards[name]
+    queries = [(title, expr) for title, expr in panel_queries(dashboard)]
+    queries += [
+        (variable, variable_promql(query))
+        for variable, query in variable_queries(dashboard)
+        if variable != "cluster"
+    ]
+    assert queries
+    missing = {
+        title: found for title, expr in queries if (found := selectors_without_cluster(expr))
+    }
+    assert missing == {}
+
+
+def row_panels(dashboard: dict[str, Any], row_title: str) -> list[dict[str, Any]]:
+    """The panels between the row titled `row_title` and the next row."""
+    found: list[dict[str, Any]] = []
+    inside = False
+    for panel in dashboard["panels"]:
+        if panel["type"] == "row":
+            inside = panel["title"] == row_title
+        elif inside:
+            found.append(panel)
+    return found
+
+
+def test_exporter_dashboard_has_an_adobe_side_row(dashboards: dict[str, dict[str, Any]]) -> None:
+    """The Adobe row charts registration info and health, API requests by api and result, the
+    token's expiry and each poller's last successful cycle, every Adobe self-family."""
+    panels_ = row_panels(dashboards["aep-flow-exporter.json"], "Adobe side")
+    by_title = {p["title"]: p for p in panels_}
+    assert set(by_title) == {
+        "Event registration",
+        "Registration health",
+        "API requests by API and result",
+        "IMS token expires in",
+        "Since last successful cycle",
+    }
+    read = set().union(*(metric_names(t["expr"]) for p in panels_ for t in p["targets"]))
+    assert [f.name for f in ADOBE_SELF_FAMILIES if not read & set(f.sample_names)] == []
+    (requests,) = by_title["API requests by API and result"]["targets"]
+    assert requests["expr"].startswith("sum by (api, result) (increase(")
+    assert requests["legendFormat"] == "{{api}} {{result}}"
+    registration = by_title["Event registration"]
+    organize = next(t for t in registration["transformations"] if t["id"] == "organize")
+    shown = set(organize["options"]["renameByName"])
+    assert {"registration_id", "webhook_status", "enabled", "delivery_type", "Value #B"} <= shown
+    (poll,) = by_title["Since last successful cycle"]["targets"]
+    assert "max by (task)" in poll["expr"]
+    assert poll["legendFormat"] == "{{task}}"
+
+
+def test_adobe_queries_may_be_empty_in_the_fed_scenario() -> None:
+    """The e2e stack configures no Adobe API: each query reading only Adobe-fed series says so."""
+    adobe_names = {n for family in ADOBE_SELF_FAMILIES for n in family.sample_names}
+    adobe_names |= set(FLOW_ENABLED.sample_names)
+    adobe_only = [q for q in fed_queries() if metric_names(q.expr) <= adobe_names]
+    assert len(adobe_only) >= 8
+    assert [(q.panel_title, q.ref_id) for q in adobe_only if q.expects_data] == []
+
+
+def test_flow_health_shows_name_source_and_enabled(dashboards: dict[str, dict[str, Any]]) -> None:
+    """The fleet table shows each flow's name, source type and Flow Service state by its id."""
+    health = next(
+        p for p in query_panels(dashboards["aep-flow-overview.json"]) if p["title"] == "Flow health"
+    )
+    organize = next(t for t in health["transformations"] if t["id"] == "organize")["options"]
+    assert {"flow_name": "Flow", "source": "Source"}.items() <= organize["renameByName"].items()
+    assert "Enabled" in organize["renameByName"].values()
+    assert not {"flow_name", "source", "flow_id"} & set(organize["excludeByName"])
+
+
+@pytest.mark.parametrize("name", by_file())
+def test_flow_names_join_the_source_too(dashboards: dict[str, dict[str, Any]], name: str) -> None:
+    """Wherever a panel joins aep_flow_info for the flow's name, it joins its source as well."""
+    for title, expr in panel_queries(dashboards[name]):
+        if "group_left (flow_name" in expr:
+            assert "group_left (flow_name, source)" in expr, title

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import os
+import sys
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -10,6 +13,7 @@ import yaml
 
 from exporter.config import ENV_PREFIX
 from exporter.durations import parse_duration
+from tests.support import require_tool, run_tool
 
 from .conftest import (
     DEPLOY,
@@ -90,8 +94,8 @@ def test_base_renders_every_resource_without_a_namespace(rendered: Rendered) -> 
     assert [r["metadata"]["name"] for r in rendered.resources if "namespace" in r["metadata"]] == []
 
 
-def test_core_resources_validate_against_kubernetes_schemas(rendered: Rendered) -> None:
-    """Every core resource validates (strictly: no unknown fields) against Kubernetes 1.32."""
+def schema_problems(rendered: Rendered) -> list[str]:
+    """Why core resources fail strict validation against Kubernetes 1.32 (none: empty)."""
     problems = []
     for resource in rendered.resources:
         if resource["kind"] in CRD_KINDS:
@@ -102,7 +106,12 @@ def test_core_resources_validate_against_kubernetes_schemas(rendered: Rendered) 
         except kubernetes_validate.ValidationError as exc:
             path = ".".join(str(part) for part in exc.path)
             problems.append(f"{resource['kind']}/{resource['metadata']['name']}: {path}: {exc}")
-    assert problems == []
+    return problems
+
+
+def test_core_resources_validate_against_kubernetes_schemas(rendered: Rendered) -> None:
+    """Every core resource validates (strictly: no unknown fields) against Kubernetes 1.32."""
+    assert schema_problems(rendered) == []
 
 
 def test_deployment_runs_one_replica_recreated(rendered: Rendered) -> None:
@@ -338,3 +347,84 @@ def test_networkpolicy_allows_only_dns_and_https_out(rendered: Rendered) -> None
     egress = rendered.one("NetworkPolicy")["spec"]["egress"]
     allowed = sorted((p["protocol"], p["port"]) for rule in egress for p in rule["ports"])
     assert allowed == [("TCP", 53), ("TCP", 443), ("UDP", 53)]
+
+
+# -- components/kube-prometheus-stack --------------------------------------------------------
+
+COMPONENT = KUBERNETES / "components" / "kube-prometheus-stack"
+# The overlay patch README "Deployment" gives for a Helm release with another name.
+RELEASE_PATCH = {
+    "target": {
+        "group": "monitoring.coreos.com",
+        "labelSelector": "app.kubernetes.io/name=aep-flow-exporter",
+    },
+    "patch": "- op: replace\n  path: /metadata/labels/release\n  value: prom\n",
+}
+
+
+def render_overlay(directory: Path, **extra: Any) -> Rendered:
+    """`kubectl kustomize` of an overlay in `directory`: the base plus the component."""
+    directory.mkdir(parents=True, exist_ok=True)
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        # kustomize refuses absolute paths to other kustomizations.
+        "resources": [os.path.relpath(KUBERNETES, directory)],
+        "components": [os.path.relpath(COMPONENT, directory)],
+        **extra,
+    }
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump(overlay), encoding="utf-8")
+    result = run_tool([require_tool("kubectl"), "kustomize", str(directory)])
+    assert result.returncode == 0, f"kubectl kustomize failed:\n{result.stderr}"
+    return Rendered([doc for doc in yaml.safe_load_all(result.stdout) if doc])
+
+
+def without_release(resources: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The resources with the `release` label removed from their metadata."""
+    stripped = copy.deepcopy(resources)
+    for resource in stripped:
+        resource["metadata"].get("labels", {}).pop("release", None)
+    return stripped
+
+
+def test_kube_prometheus_stack_component_labels_the_operator_resources(
+    rendered: Rendered, tmp_path: Path
+) -> None:
+    """The component adds release: kube-prometheus-stack to the ServiceMonitor and the
+    PrometheusRule, changes nothing else, and the result still validates."""
+    overlay = render_overlay(tmp_path / "overlay")
+    labelled = {
+        r["kind"] for r in overlay.resources if "release" in r["metadata"].get("labels", {})
+    }
+    assert labelled == CRD_KINDS
+    for kind in CRD_KINDS:
+        assert overlay.one(kind)["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert without_release(overlay.resources) == rendered.resources
+    assert schema_problems(overlay) == []
+
+
+def test_release_label_follows_an_overlay_patch(tmp_path: Path) -> None:
+    """The overlay patch from the README renames the release on both operator resources."""
+    overlay = render_overlay(tmp_path / "overlay", patches=[RELEASE_PATCH])
+    releases = {kind: overlay.one(kind)["metadata"]["labels"]["release"] for kind in CRD_KINDS}
+    assert releases == dict.fromkeys(CRD_KINDS, "prom")
+
+
+def test_an_overlay_patch_moves_the_runbook_links(tmp_path: Path) -> None:
+    """A PrometheusRule generated with --runbook-base, as an overlay patch, replaces every link."""
+    directory = tmp_path / "overlay"
+    directory.mkdir()
+    base = "https://wiki.example.com/aep-flow-exporter"
+    generated = directory / "prometheusrule.yaml"
+    generator = [str(KUBERNETES / "generate_prometheusrule.py"), "--runbook-base", base]
+    result = run_tool([sys.executable, *generator, "--output", str(generated)])
+    assert result.returncode == 0, result.stderr
+    overlay = render_overlay(directory, patches=[{"path": "prometheusrule.yaml"}])
+    urls = [
+        rule["annotations"]["runbook_url"]
+        for group in overlay.one("PrometheusRule")["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert urls
+    assert [url for url in urls if not url.startswith(f"{base}#runbook-")] == []

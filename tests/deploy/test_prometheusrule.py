@@ -35,6 +35,7 @@ groups:
           severity: warning
         annotations:
           summary: "Flow {{ $labels.flow_id }} in {{ $labels.sandbox }} failed"
+          runbook_url: https://github.com/aep-flow-exporter/aep-flow-exporter/blob/main/README.md#runbook-exampleflowfailed
 """
 
 
@@ -131,4 +132,65 @@ def test_generator_refuses_a_group_name_used_twice(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "example.recording" in result.stderr
+    assert not output.exists()
+
+
+def runbook_urls(document: dict[str, Any]) -> list[str]:
+    """Every alert's runbook_url in a PrometheusRule, in order."""
+    return [
+        rule["annotations"]["runbook_url"]
+        for group in document["spec"]["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def test_committed_prometheusrule_links_the_default_runbook() -> None:
+    """Every alert of the committed PrometheusRule links a section of the project's README."""
+    urls = runbook_urls(committed())
+    assert urls
+    base = "https://github.com/aep-flow-exporter/aep-flow-exporter/blob/main/README.md#runbook-"
+    assert [url for url in urls if not url.startswith(base)] == []
+
+
+def test_runbook_base_moves_every_runbook_url(tmp_path: Path) -> None:
+    """--runbook-base URL makes each runbook_url URL#runbook-<alert>; nothing else changes."""
+    output = tmp_path / "prometheusrule.yaml"
+    base = "https://wiki.example.com/ops/aep-flow-exporter"
+    assert generate("--output", str(output), "--runbook-base", base) == 0
+    moved = yaml.safe_load(output.read_text(encoding="utf-8"))
+    original = committed()
+    assert runbook_urls(moved) == [
+        url.replace(url.split("#", 1)[0], base, 1) for url in runbook_urls(original)
+    ]
+    assert len(runbook_urls(moved)) == sum(
+        "alert" in rule for group in original["spec"]["groups"] for rule in group["rules"]
+    )
+    # Apart from the links, the groups are the rule files' groups unchanged.
+    for group in moved["spec"]["groups"]:
+        for rule in group["rules"]:
+            rule.get("annotations", {}).pop("runbook_url", None)
+    for group in original["spec"]["groups"]:
+        for rule in group["rules"]:
+            rule.get("annotations", {}).pop("runbook_url", None)
+    assert moved == original
+    # --check compares against the same base.
+    assert generate("--output", str(output), "--runbook-base", base, "--check") == 0
+    assert generate("--output", str(output), "--check") == 1
+
+
+def test_runbook_base_refuses_links_off_the_one_base(tmp_path: Path) -> None:
+    """A rule file linking another runbook, or a base with a fragment, is an error (exit 2)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yml").write_text(
+        RULE_FILE.replace("blob/main/README.md#", "blob/main/OTHER.md#"), encoding="utf-8"
+    )
+    output = tmp_path / "prometheusrule.yaml"
+    result = run_tool(
+        [sys.executable, str(GENERATOR), "--rules-dir", str(rules), "--output", str(output)]
+    )
+    assert result.returncode == 2
+    assert "ExampleFlowFailed" in result.stderr
+    assert generate("--output", str(output), "--runbook-base", "https://x.example/doc#top") == 2
     assert not output.exists()

@@ -97,6 +97,7 @@ def test_every_dashboard_query_runs_and_fed_panels_have_data(stack: Stack) -> No
         "sandbox": "prod",
         "flow": SUCCESS_FLOW,
         "instance": ".*",
+        "cluster": ".*",
         "datasource": "prometheus",
     }
     empty = []
