@@ -78,6 +78,7 @@ def build_exporter(
             pinned_dir=settings.pinned_keys_dir,
             cache_ttl=settings.key_cache_ttl,
             fetch_timeout=settings.key_fetch_timeout,
+            max_unknown_fetches=settings.max_key_fetches,
             on_fetch=lambda result: metrics.key_fetches.labels(result).inc(),
         )
         verifier = DeliveryVerifier(

@@ -72,6 +72,9 @@ class VerificationSettings(SettingsGroup):
     insecure_accept_unsigned: bool = Field(False, description="turn verification off")
     key_cache_ttl: Duration = Field(24 * 3600.0, description="public-key cache lifetime")
     key_fetch_timeout: Duration = Field(3.0, gt=0, description="budget to fetch one key")
+    max_key_fetches: int = Field(
+        8, ge=2, description="fetches of never-seen key paths per 2 s, and at once"
+    )
 
     @field_validator("public_key_base_url")
     @classmethod
