@@ -97,6 +97,8 @@ def build_exporter(
         max_body_bytes=settings.max_body_bytes,
         read_timeout=settings.read_timeout,
         max_in_flight=settings.max_in_flight,
+        max_receiving=settings.max_receiving,
+        max_decompressing=settings.max_decompressing,
         clock=clock,
     )
     exposition = FlowExposition(settings.duration_buckets)

@@ -131,6 +131,10 @@ class LimitSettings(SettingsGroup):
 
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_in_flight: int = Field(256, ge=1, description="deliveries in flight before 503")
+    max_receiving: int = Field(
+        128, ge=1, description="bodies received at once; beyond, the stalest is dropped (408)"
+    )
+    max_decompressing: int = Field(2, ge=1, description="compressed bodies inflated at once")
     max_flows: int = Field(10_000, ge=1, description="flow cap")
     max_json_depth: int = Field(64, ge=8, le=512, description="deeper JSON is not parsed")
 
