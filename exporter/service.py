@@ -99,6 +99,7 @@ def build_exporter(
             pinned_dir=settings.pinned_keys_dir,
             cache_ttl=settings.key_cache_ttl,
             fetch_timeout=settings.key_fetch_timeout,
+            max_unknown_fetches=settings.max_key_fetches,
             on_fetch=lambda result: metrics.key_fetches.labels(result).inc(),
         )
         verifier = DeliveryVerifier(
@@ -112,6 +113,8 @@ def build_exporter(
         max_body_bytes=settings.max_body_bytes,
         read_timeout=settings.read_timeout,
         max_in_flight=settings.max_in_flight,
+        max_receiving=settings.max_receiving,
+        max_decompressing=settings.max_decompressing,
         clock=clock,
     )
     enrichment = settings.flow_enrichment_on

@@ -73,6 +73,9 @@ class VerificationSettings(SettingsGroup):
     insecure_accept_unsigned: bool = Field(False, description="turn verification off")
     key_cache_ttl: Duration = Field(24 * 3600.0, description="public-key cache lifetime")
     key_fetch_timeout: Duration = Field(3.0, gt=0, description="budget to fetch one key")
+    max_key_fetches: int = Field(
+        8, ge=2, description="fetches of never-seen key paths per 2 s, and at once"
+    )
 
     @field_validator("public_key_base_url")
     @classmethod
@@ -129,6 +132,10 @@ class LimitSettings(SettingsGroup):
 
     max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, description="larger bodies get 413")
     max_in_flight: int = Field(256, ge=1, description="deliveries in flight before 503")
+    max_receiving: int = Field(
+        128, ge=1, description="bodies received at once; beyond, the stalest is dropped (408)"
+    )
+    max_decompressing: int = Field(2, ge=1, description="compressed bodies inflated at once")
     max_flows: int = Field(10_000, ge=1, description="flow cap")
     max_json_depth: int = Field(64, ge=8, le=512, description="deeper JSON is not parsed")
 

@@ -13,6 +13,7 @@ from exporter.config import Settings
 from exporter.http.routes import EXPORTER, add_health_routes, add_metrics_routes
 from exporter.http.webconfig import WebConfig
 from exporter.service import build_exporter, running
+from exporter.sources.body import RAW_BODIES
 
 __all__ = ["EXPORTER", "create_app", "create_metrics_app"]
 
@@ -52,8 +53,10 @@ def create_app(
     if serve_metrics and web_config is not None:
         open_paths = frozenset({settings.webhook_path, "/healthz", "/readyz"})
         middlewares.append(_guard_all_but(open_paths, web_config.middleware()))
-    # The body is read by the handler itself, within max_body_bytes.
-    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    # The body is read and decoded by the handler itself, within max_body_bytes, off the loop.
+    app = web.Application(
+        client_max_size=settings.max_body_bytes, middlewares=middlewares, handler_args=RAW_BODIES
+    )
     app[EXPORTER] = exporter
     app.router.add_route("*", settings.webhook_path, exporter.webhook.handle)
     add_health_routes(app)

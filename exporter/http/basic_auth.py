@@ -1,4 +1,14 @@
-"""Basic auth for the metrics listener: bcrypt off the loop, one at a time, successes cached."""
+"""Basic auth for the metrics listener: bcrypt off the loop, one at a time, successes cached.
+
+A flood of wrong passwords must not delay a scrape. Successes are cached, so a scraper that has
+logged in once never runs bcrypt again. Attempts not yet verified are bounded, per presented
+user name (MAX_PENDING_PER_NAME) and in all (MAX_PENDING); an attempt beyond either bound is
+refused at once instead of queueing. So a flood under one name leaves other users' first logins
+waiting for a few bcrypts at most, and any other flood makes first logins fail fast (the next
+scrape retries) instead of hanging past the scrape timeout: without the password nothing tells
+the flood's attempts from a user's. The bounds look only at the name as presented, never at
+whether it is configured, so they reveal no user names.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +23,10 @@ from aiohttp import hdrs, web
 CHALLENGE = 'Basic realm="aep-flow-exporter", charset="UTF-8"'
 # Successful verifications kept; only right credentials get in, so real use needs a handful.
 MAX_CACHED_VERIFICATIONS = 1024
+# Unverified attempts (being checked or waiting) beyond which another is refused without bcrypt:
+# a first login that is let in waits for at most MAX_PENDING - 1 others (about 0.2 s at cost 10).
+MAX_PENDING_PER_NAME = 2
+MAX_PENDING = 4
 
 PasswordCheck = Callable[[bytes, bytes], bool]
 
@@ -31,6 +45,8 @@ class BasicAuthGate:
         # recovered from faster than from the bcrypt hash itself.
         self._cache_secret = secrets.token_bytes(32)
         self._verified: dict[bytes, None] = {}
+        # Attempts being checked or waiting, per presented user name; at most MAX_PENDING names.
+        self._pending: dict[bytes, int] = {}
         # One bcrypt at a time, as exporter-toolkit's bcryptMtx: a flood of wrong passwords
         # costs one core, and a scraper with cached credentials never waits for it.
         self._bcrypt_lock = asyncio.Lock()
@@ -50,10 +66,19 @@ class BasicAuthGate:
         )
         if key in self._verified:
             return True
-        async with self._bcrypt_lock:
-            if key in self._verified:  # verified while this request waited
-                return True
-            matches = await asyncio.to_thread(self._check_password, password, hashed)
+        pending = self._pending.get(user, 0)
+        if pending >= MAX_PENDING_PER_NAME or sum(self._pending.values()) >= MAX_PENDING:
+            return False  # refused fast: see the module docstring
+        self._pending[user] = pending + 1
+        try:
+            async with self._bcrypt_lock:
+                if key in self._verified:  # verified while this request waited
+                    return True
+                matches = await asyncio.to_thread(self._check_password, password, hashed)
+        finally:
+            self._pending[user] -= 1
+            if not self._pending[user]:
+                del self._pending[user]
         if not (matches and known):
             return False
         if len(self._verified) >= MAX_CACHED_VERIFICATIONS:

@@ -1,13 +1,12 @@
 """The webhook source: Adobe's challenge, then each delivery read within limits, verified, ingested.
 
-It owns only what is HTTP: reading the body, the signature check on the raw bytes, the in-flight
-bound, and the mapping of pipeline results and rejections to answers Adobe acts on (protocol
-notes §1.5: any 4xx but 429 drops an event, 5xx is retried for 24 h).
+It owns only what is HTTP: reading the body (`exporter/sources/body.py`), the signature check on
+its bytes, the in-flight bound, and the mapping of pipeline results and rejections to answers
+Adobe acts on (protocol notes §1.5: any 4xx but 429 drops an event, 5xx is retried for 24 h).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from aiohttp import hdrs, web
 from exporter.ingest import Delivery, Pipeline, Source
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.rejections import Rejected, Rejection
+from exporter.sources.body import BodyReader
 from exporter.verify.signatures import DeliveryVerifier
 
 log = logging.getLogger(__name__)
@@ -56,13 +56,19 @@ class WebhookSource:
         max_body_bytes: int,
         read_timeout: float,
         max_in_flight: int,
+        max_receiving: int,
+        max_decompressing: int,
         clock: Callable[[], float],
     ) -> None:
         self._pipeline = pipeline
         self._metrics = metrics
         self._verifier = verifier
-        self._max_body_bytes = max_body_bytes
-        self._read_timeout = read_timeout
+        self.bodies = BodyReader(
+            max_body_bytes=max_body_bytes,
+            read_timeout=read_timeout,
+            max_receiving=max_receiving,
+            max_decompressing=max_decompressing,
+        )
         self._max_in_flight = max_in_flight
         self._clock = clock
         self.in_flight = 0
@@ -82,19 +88,29 @@ class WebhookSource:
         started = time.perf_counter()
         if request.headers.get("x-adobe-retry-count"):
             self._metrics.delivery_retries.inc()
-        if self.in_flight >= self._max_in_flight:
-            return self._refuse(Rejected(Rejection.TOO_MANY_IN_FLIGHT))
-        self.in_flight += 1
         try:
             return await self._deliver(request)
         except Rejected as rejected:
             return self._refuse(rejected)
         finally:
-            self.in_flight -= 1
             self._metrics.delivery_duration.observe(time.perf_counter() - started)
 
     async def _deliver(self, request: web.Request) -> web.Response:
-        body = await self._read_body(request)
+        # Checked before the body is read (no point reading it) and again once it has been:
+        # a body being received holds a body slot, never an in-flight one, so senders that
+        # trickle bytes cannot take the slots of deliveries being verified and recorded.
+        if self.in_flight >= self._max_in_flight:
+            raise Rejected(Rejection.TOO_MANY_IN_FLIGHT)
+        body = await self.bodies.read(request)
+        if self.in_flight >= self._max_in_flight:
+            raise Rejected(Rejection.TOO_MANY_IN_FLIGHT)
+        self.in_flight += 1
+        try:
+            return await self._verified_and_ingested(request, body)
+        finally:
+            self.in_flight -= 1
+
+    async def _verified_and_ingested(self, request: web.Request, body: bytes) -> web.Response:
         if self._verifier is not None:
             await self._verifier.verify(request.headers, body)
         else:
@@ -115,28 +131,6 @@ class WebhookSource:
         headers = {"Retry-After": _RETRY_AFTER.get(reason, "30")} if status == 503 else None
         text = _TEXT.get(reason, rejected.detail)
         return web.Response(status=status, text=text + "\n", headers=headers)
-
-    async def _read_body(self, request: web.Request) -> bytes:
-        """Read the body within the size limit (chunked bodies too) and the read timeout."""
-        limit = self._max_body_bytes
-        too_large = Rejected(Rejection.BODY_TOO_LARGE, f"body larger than {limit} bytes")
-        if request.content_length is not None and request.content_length > limit:
-            raise too_large
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(self._read_timeout):
-                async for chunk in request.content.iter_any():
-                    size += len(chunk)
-                    if size > limit:
-                        raise too_large
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise Rejected(Rejection.READ_TIMEOUT, "request body not received in time") from None
-        except web.RequestPayloadError as exc:
-            # A Content-Encoding that does not decode: the sender's error, never a 500.
-            raise Rejected(Rejection.INVALID_JSON, f"request body not decodable: {exc}") from None
-        return b"".join(chunks)
 
     def _warn_unsigned(self) -> None:
         """Warn that an unsigned delivery was accepted, at most once a minute."""

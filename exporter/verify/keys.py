@@ -6,6 +6,7 @@ import asyncio
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -40,6 +41,8 @@ NEGATIVE_CACHE_SECONDS = 2.0
 # Header paths are attacker-controlled: bound what they can make us remember.
 MAX_CACHED_KEYS = 32
 MAX_REMEMBERED_FAILURES = 256
+# Seconds a warning that the bound on unknown key fetches was reached stays quiet for.
+BOUND_WARNING_INTERVAL = 60.0
 
 
 class KeyUnavailable(ExporterError):
@@ -104,6 +107,7 @@ class PublicKeyStore:
         pinned_dir: Path | None,
         cache_ttl: float,
         fetch_timeout: float,
+        max_unknown_fetches: int = 8,
         on_fetch: Callable[[str], None] = lambda result: None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -117,6 +121,14 @@ class PublicKeyStore:
         self._failed: dict[str, float] = {}  # path -> retry not before
         self._in_flight: dict[str, asyncio.Task[RSAPublicKey]] = {}
         self._session: aiohttp.ClientSession | None = None
+        # Unknown paths (never fetched successfully) are what a forger makes up, one per request:
+        # at most this many such fetches start per NEGATIVE_CACHE_SECONDS and run at once, so
+        # forged paths cannot multiply outbound traffic. Paths of keys once fetched (Adobe's,
+        # refetched when their cache entry expires) are never held back by forged ones.
+        self._max_unknown = max_unknown_fetches
+        self._unknown_started: deque[float] = deque()  # start times within the window
+        self._unknown_running = 0
+        self._last_bound_warning = -BOUND_WARNING_INTERVAL
 
     async def get(self, path: str) -> RSAPublicKey:
         """The key for a header path; KeyPathRejected or KeyUnavailable if there is none."""
@@ -135,8 +147,12 @@ class PublicKeyStore:
             raise KeyUnavailable(f"public key {path} failed moments ago")
         task = self._in_flight.get(path)
         if task is None:
+            unknown = cached is None
+            if unknown:
+                self._take_unknown_slot(path, now)
             # One fetch per path: concurrent callers share this task, whatever its outcome.
-            task = asyncio.create_task(self._fetch(path), name=f"fetch public key {path}")
+            fetch = self._fetch(path, unknown=unknown)
+            task = asyncio.create_task(fetch, name=f"fetch public key {path}")
             task.add_done_callback(_consume_outcome)
             self._in_flight[path] = task
         try:
@@ -161,7 +177,26 @@ class PublicKeyStore:
             await self._session.close()
             self._session = None
 
-    async def _fetch(self, path: str) -> RSAPublicKey:
+    def _take_unknown_slot(self, path: str, now: float) -> None:
+        """Count a fetch of an unknown path, or raise KeyUnavailable if the bound is reached."""
+        started = self._unknown_started
+        while started and started[0] <= now - NEGATIVE_CACHE_SECONDS:
+            started.popleft()
+        if len(started) < self._max_unknown and self._unknown_running < self._max_unknown:
+            started.append(now)
+            self._unknown_running += 1
+            return
+        # Not fetched at all: a 503, so a real new key is delivered on Adobe's retry.
+        if now - self._last_bound_warning >= BOUND_WARNING_INTERVAL:
+            self._last_bound_warning = now
+            log.warning(
+                "unknown public key paths are being refused: more than %d fetched within %gs",
+                self._max_unknown,
+                NEGATIVE_CACHE_SECONDS,
+            )
+        raise KeyUnavailable(f"public key {path} not fetched: too many unknown key paths")
+
+    async def _fetch(self, path: str, *, unknown: bool) -> RSAPublicKey:
         try:
             pem = await self._download(path)
             key = load_rsa_public_key(pem, source=path)
@@ -181,6 +216,8 @@ class PublicKeyStore:
             return key
         finally:
             self._in_flight.pop(path, None)
+            if unknown:
+                self._unknown_running -= 1
 
     async def _download(self, path: str) -> bytes:
         # The path passed is_valid_key_path: plain ASCII, so no (re-)encoding or normalization.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.benchmarks import (
     bench_burst,
+    bench_hostile,
     bench_ingest,
     bench_latency,
     bench_memory,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "latency": bench_latency.run,
     "memory": bench_memory.run,
     "burst": bench_burst.run,
+    "hostile": bench_hostile.run,
 }
 # Not part of the default run: profiles are for reading, not for the README table.
 EXTRA: dict[str, Benchmark] = {"profile": profiles.run}

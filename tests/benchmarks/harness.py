@@ -90,8 +90,10 @@ def exporter_process(
     state: Path | None = None,
     name: str = "exporter",
     profile: Path | None = None,
+    flags: Sequence[str] = (),
 ) -> ExporterProcess:
-    """`aep-flow-exporter serve` on loopback with a temp state file (a copy of `state`).
+    """`aep-flow-exporter serve` on loopback with a temp state file (a copy of `state`), plus
+    `flags`.
 
     With `profile`, the same CLI runs under cProfile, which writes there when it exits.
     """
@@ -107,6 +109,7 @@ def exporter_process(
         state_path,
         "--pinned-keys-dir", str(key.pinned_dir),
         "--log-level", "WARNING",
+        *flags,
         program=program,
         log_path=workdir / f"{name}.log",
         name=name,

@@ -192,12 +192,14 @@ async def make_store(
         pinned_dir: Path | None = None,
         cache_ttl: float = 3600.0,
         fetch_timeout: float = 2.0,
+        max_unknown_fetches: int = 8,
     ) -> PublicKeyStore:
         store = PublicKeyStore(
             base_url=key_server.base_url,
             pinned_dir=pinned_dir,
             cache_ttl=cache_ttl,
             fetch_timeout=fetch_timeout,
+            max_unknown_fetches=max_unknown_fetches,
             on_fetch=fetches.append,
             clock=clock,
         )

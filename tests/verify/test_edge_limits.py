@@ -1,4 +1,5 @@
-"""The webhook's resource limits over real HTTP: slow bodies, the in-flight bound, any input."""
+"""The webhook's resource limits over real HTTP: slow bodies, the body and in-flight bounds, any
+input."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import gzip
 import json
 import time
+import zlib
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.service import Exporter
 from tests.conftest import AppClient, MakeClient, fixture_bytes
-from tests.verify.conftest import OpenStalled
+from tests.verify.conftest import KEY1_PATH, KeyServer, OpenStalled, SigningKeys, signed_headers
 
 SEED = fixture_bytes("seed_success.json")
 SEED_FAILURE = fixture_bytes("seed_failure.json")
@@ -29,9 +32,16 @@ def rejected(registry: CollectorRegistry, reason: str) -> float | None:
 
 
 async def until_in_flight(exporter: Exporter, count: int) -> None:
-    """Wait (bounded) until the exporter holds `count` deliveries in its handler."""
+    """Wait (bounded) until the exporter verifies or records `count` deliveries."""
     async with asyncio.timeout(2.0):
         while exporter.webhook.in_flight != count:  # noqa: ASYNC110 - a plain counter, no event to await
+            await asyncio.sleep(0.005)
+
+
+async def until_receiving(exporter: Exporter, count: int) -> None:
+    """Wait (bounded) until the exporter receives `count` bodies."""
+    async with asyncio.timeout(2.0):
+        while exporter.webhook.bodies.receiving != count:  # noqa: ASYNC110 - a plain counter
             await asyncio.sleep(0.005)
 
 
@@ -43,7 +53,7 @@ async def test_a_slow_body_times_out_without_delaying_others(
     started = time.monotonic()
     stalled = await open_stalled(client)
     slow_status = asyncio.create_task(stalled.status())
-    await until_in_flight(exporter, 1)
+    await until_receiving(exporter, 1)
 
     before = time.monotonic()
     response = await client.post("/webhook", data=SEED)
@@ -54,40 +64,78 @@ async def test_a_slow_body_times_out_without_delaying_others(
     assert await slow_status == 408
     assert time.monotonic() - started >= READ_TIMEOUT
     assert rejected(registry, "read_timeout") == 1
-    await until_in_flight(exporter, 0)
+    await until_receiving(exporter, 0)
 
 
 async def test_deliveries_beyond_the_in_flight_bound_get_503(
-    make_client: MakeClient, open_stalled: OpenStalled
+    make_verified_client: MakeClient, key_server: KeyServer, signing_keys: SigningKeys
 ) -> None:
-    """With max_in_flight=1 and one delivery held open, the next gets 503 with Retry-After."""
-    client, registry, exporter = await make_client(max_in_flight=1, read_timeout=READ_TIMEOUT)
-    stalled = await open_stalled(client)
+    """With max_in_flight=1 and one delivery waiting for its key, the next gets 503."""
+    client, registry, exporter = await make_verified_client(max_in_flight=1)
+    headers = signed_headers((signing_keys.one.sign(SEED), KEY1_PATH))
+    key_server.mode = "slow"
+    held = asyncio.create_task(client.post("/webhook", data=SEED, headers=headers))
     await until_in_flight(exporter, 1)
 
-    response = await client.post("/webhook", data=SEED)
+    response = await client.post("/webhook", data=SEED, headers=headers)
     assert response.status == 503
     assert response.headers["Retry-After"].isdigit()
     assert rejected(registry, "too_many_in_flight") == 1
     assert registry.get_sample_value("aep_exporter_tracked_flows") == 0
 
-    # The held delivery times out and frees its slot: the same delivery then goes through.
-    assert await stalled.status() == 408
+    # The key arrives and the held delivery frees its slot: the same delivery then goes through.
+    key_server.release.set()
+    assert (await held).status == 200
     await until_in_flight(exporter, 0)
-    response = await client.post("/webhook", data=SEED)
+    response = await client.post("/webhook", data=SEED, headers=headers)
     assert response.status == 200, await response.text()
     assert registry.get_sample_value("aep_exporter_tracked_flows") == 1
+
+
+async def test_a_body_being_received_holds_no_in_flight_slot(
+    make_client: MakeClient, open_stalled: OpenStalled
+) -> None:
+    """With max_in_flight=1, a stalled body does not keep another delivery out."""
+    client, _, exporter = await make_client(max_in_flight=1, read_timeout=READ_TIMEOUT)
+    stalled = await open_stalled(client)
+    await until_receiving(exporter, 1)
+    response = await client.post("/webhook", data=SEED)
+    assert response.status == 200, await response.text()
+    assert exporter.webhook.bodies.receiving == 1
+    assert await stalled.status() == 408
+
+
+async def test_when_every_body_slot_is_taken_the_stalest_body_is_dropped(
+    make_client: MakeClient, open_stalled: OpenStalled
+) -> None:
+    """Beyond max_receiving, the body waiting longest for a byte gets 408; the new one is read."""
+    client, registry, exporter = await make_client(max_receiving=2, read_timeout=5.0)
+    oldest = await open_stalled(client)
+    await until_receiving(exporter, 1)
+    newer = await open_stalled(client)
+    await until_receiving(exporter, 2)
+    # The oldest sends a byte: the newer one has now waited longest for its next byte.
+    await oldest.send(b" ")
+    await asyncio.sleep(0.05)
+
+    started = time.monotonic()
+    response = await client.post("/webhook", data=SEED)
+    assert response.status == 200, await response.text()
+    assert await newer.status(bound=1.0) == 408
+    assert time.monotonic() - started < 1.0  # dropped at once, not at the read timeout
+    assert exporter.webhook.bodies.receiving == 1
+    assert rejected(registry, "read_timeout") == 1
 
 
 async def test_a_client_hanging_up_mid_body_frees_its_slot(
     make_client: MakeClient, open_stalled: OpenStalled
 ) -> None:
-    """A sender that disconnects mid-body leaves no delivery in flight and records nothing."""
-    client, registry, exporter = await make_client(max_in_flight=1, read_timeout=READ_TIMEOUT)
+    """A sender that disconnects mid-body leaves no body being received and records nothing."""
+    client, registry, exporter = await make_client(max_receiving=1, read_timeout=READ_TIMEOUT)
     stalled = await open_stalled(client)
-    await until_in_flight(exporter, 1)
+    await until_receiving(exporter, 1)
     await stalled.close()
-    await until_in_flight(exporter, 0)
+    await until_receiving(exporter, 0)
     response = await client.post("/webhook", data=SEED)
     assert response.status == 200, await response.text()
     assert registry.get_sample_value("aep_exporter_tracked_flows") == 1
@@ -127,6 +175,60 @@ async def test_a_compressed_body_is_limited_by_its_decoded_size(make_client: Mak
     assert rejected(registry, "body_too_large") == 1
 
 
+def _raw_deflate(data: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    return compressor.compress(data) + compressor.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encode"),
+    [
+        ("gzip", gzip.compress),
+        ("GZIP", gzip.compress),
+        ("gzip", lambda data: gzip.compress(data[:100]) + gzip.compress(data[100:])),
+        ("deflate", zlib.compress),
+        ("deflate", _raw_deflate),
+        ("identity", lambda data: data),
+    ],
+    ids=["gzip", "upper-case", "gzip-members", "zlib", "raw-deflate", "identity"],
+)
+async def test_a_compressed_body_is_decoded_before_it_is_ingested(
+    make_client: MakeClient, encoding: str, encode: Callable[[bytes], bytes]
+) -> None:
+    """Each Content-Encoding aiohttp decodes is decoded (concatenated gzip members too)."""
+    client, registry, _ = await make_client()
+    headers = {"Content-Encoding": encoding}
+    response = await client.post("/webhook", data=encode(SEED), headers=headers)
+    assert response.status == 200, await response.text()
+    assert registry.get_sample_value("aep_exporter_tracked_flows") == 1
+
+
+async def test_a_body_just_within_the_limit_decodes(make_client: MakeClient) -> None:
+    """A gzip body that inflates to exactly max_body_bytes is read whole."""
+    client, _, exporter = await make_client(max_body_bytes=64 * 1024)
+    document = SEED + b" " * (64 * 1024 - len(SEED))
+    headers = {"Content-Encoding": "gzip"}
+    response = await client.post("/webhook", data=gzip.compress(document), headers=headers)
+    assert response.status == 200, await response.text()
+    assert exporter.webhook.bodies.receiving == 0
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body"),
+    [("gzip", gzip.compress(SEED)[:-12]), ("br", b"\x8b\x02\x80{}\x03"), ("zstd", b"(\xb5/\xfd")],
+    ids=["truncated-gzip", "brotli", "zstd"],
+)
+async def test_a_body_in_a_coding_without_a_decoder_is_refused_with_400(
+    make_client: MakeClient, encoding: str, body: bytes
+) -> None:
+    """A truncated stream, or a coding this service cannot decode, is a 400 invalid_json."""
+    client, registry, _ = await make_client()
+    response = await client.post("/webhook", data=body, headers={"Content-Encoding": encoding})
+    assert response.status == 400
+    assert rejected(registry, "invalid_json") == 1
+    assert registry.get_sample_value("aep_exporter_tracked_flows") == 0
+
+
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 async def test_a_body_that_does_not_decode_is_refused_with_400(
     make_client: MakeClient, open_stalled: OpenStalled, encoding: str
@@ -141,8 +243,8 @@ async def test_a_body_that_does_not_decode_is_refused_with_400(
         headers={"Content-Encoding": encoding},
     )
     # The body arrives once the handler is reading it, as it does when it is split over packets
-    # (sent with the head, aiohttp's parser refuses it with 400 before the handler runs).
-    await until_in_flight(exporter, 1)
+    # (sent with the head, aiohttp's parser refused it with 400 before the handler ran).
+    await until_receiving(exporter, 1)
     await delivery.send(garbage)
     assert await delivery.status() == 400
     assert rejected(registry, "invalid_json") == 1

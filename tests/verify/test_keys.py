@@ -162,6 +162,66 @@ async def test_concurrent_callers_share_one_failure_and_a_later_call_retries(
     assert fetches == ["error", "ok"]
 
 
+async def test_unknown_paths_are_fetched_a_bounded_number_of_times_per_window(
+    make_store: StoreFactory, key_server: KeyServer, clock: FakeClock, fetches: list[str]
+) -> None:
+    """Beyond max_unknown_fetches new paths per window, a path is refused without a request."""
+    store = make_store(max_unknown_fetches=3)
+    paths = [f"/prod/keys/pub-key-made-up-{number}.pem" for number in range(10)]
+    outcomes = await asyncio.gather(*(store.get(path) for path in paths), return_exceptions=True)
+    assert all(isinstance(outcome, KeyUnavailable) for outcome in outcomes)
+    assert key_server.total_requests == 3
+    assert fetches == ["error"] * 3
+    # Each failed path is remembered; the refused ones were never fetched, so they still cost
+    # nothing until the window has passed.
+    for path in paths:
+        with pytest.raises(KeyUnavailable):
+            await store.get(path)
+    assert key_server.total_requests == 3
+    clock.advance(NEGATIVE_CACHE_SECONDS)
+    await store.get(KEY1_PATH)
+    assert key_server.total_requests == 4
+    assert fetches == ["error"] * 3 + ["ok"]
+
+
+async def test_the_bound_counts_fetches_still_running(
+    make_store: StoreFactory, key_server: KeyServer, clock: FakeClock
+) -> None:
+    """A slow fetch of a new path keeps its place in the bound until it ends, and succeeds."""
+    key_server.mode = "slow"
+    store = make_store(max_unknown_fetches=2)
+    slow = asyncio.create_task(store.get(KEY1_PATH))
+    also_slow = asyncio.create_task(store.get(KEY2_PATH))
+    async with asyncio.timeout(2.0):
+        while key_server.total_requests < 2:  # noqa: ASYNC110 - a counter, no event to await
+            await asyncio.sleep(0.01)
+    clock.advance(NEGATIVE_CACHE_SECONDS)  # the window has passed, the fetches have not
+    with pytest.raises(KeyUnavailable, match="too many unknown key paths"):
+        await store.get(GONE_PATH)
+    key_server.release.set()
+    assert await slow is not None
+    assert await also_slow is not None
+    with pytest.raises(KeyUnavailable, match="unavailable"):
+        await store.get(GONE_PATH)  # fetched now: the host answers 404
+
+
+async def test_a_known_key_is_refetched_whatever_the_unknown_ones_do(
+    make_store: StoreFactory, key_server: KeyServer, clock: FakeClock, fetches: list[str]
+) -> None:
+    """A key fetched before is fetched again at expiry even while the bound is reached."""
+    store = make_store(cache_ttl=600.0, max_unknown_fetches=2)
+    await store.get(KEY1_PATH)
+    clock.advance(600.0)
+    for number in range(2):
+        with pytest.raises(KeyUnavailable):
+            await store.get(f"/prod/keys/pub-key-made-up-{number}.pem")
+    with pytest.raises(KeyUnavailable, match="too many unknown key paths"):
+        await store.get(KEY2_PATH)
+    await store.get(KEY1_PATH)
+    assert key_server.requests[KEY1_PATH] == 2
+    assert fetches == ["ok", "error", "error", "ok"]
+
+
 async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(
     make_store: StoreFactory, key_server: KeyServer, fetches: list[str]
 ) -> None:

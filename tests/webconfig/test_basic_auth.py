@@ -10,10 +10,16 @@ from pathlib import Path
 
 import bcrypt
 import pytest
+from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exporter.http.basic_auth import basic_credentials
+from exporter.http.basic_auth import (
+    MAX_PENDING,
+    MAX_PENDING_PER_NAME,
+    BasicAuthGate,
+    basic_credentials,
+)
 from exporter.http.webconfig import WebConfig, load_web_config
 from tests.webconfig.conftest import (
     PASSWORDS,
@@ -125,6 +131,45 @@ async def test_bcrypt_runs_off_the_event_loop(
     finally:
         release.set()
     assert (await stuck).status == 401
+
+
+async def test_attempts_beyond_the_bounds_are_refused_without_bcrypt(
+    password_hashes: dict[str, str],
+) -> None:
+    """Beyond MAX_PENDING_PER_NAME unverified attempts of a name, or MAX_PENDING in all, an
+    attempt is refused at once; cached and later logins are unaffected."""
+    entered, release = threading.Event(), threading.Event()
+    checked: list[bytes] = []
+
+    def slow_check(password: bytes, hashed: bytes) -> bool:
+        checked.append(password)
+        if password.startswith(b"slow"):
+            entered.set()
+            release.wait(timeout=5)
+        return bcrypt.checkpw(password, hashed)
+
+    users = {user: hashed.encode() for user, hashed in password_hashes.items()}
+    gate = BasicAuthGate(users, slow_check)
+
+    def admits(user: str, password: str) -> asyncio.Task[bool]:
+        request = make_mocked_request("GET", "/metrics", headers=basic_auth(user, password))
+        return asyncio.create_task(gate.admits(request))
+
+    assert await admits("bob", PASSWORDS["bob"])  # verified: cached from now on
+    checked.clear()
+    held = [admits("alice", f"slow-{number}") for number in range(MAX_PENDING_PER_NAME)]
+    try:
+        assert await asyncio.to_thread(entered.wait, 5)
+        assert not await admits("alice", PASSWORDS["alice"])  # this name's bound
+        held += [admits(f"mallory-{n}", "slow") for n in range(MAX_PENDING - len(held))]
+        await asyncio.sleep(0.05)  # the new attempts wait for the one being checked
+        assert not await admits("carol", "whatever")  # the bound in all
+        assert await admits("bob", PASSWORDS["bob"])  # cached: never waits
+        assert checked == [b"slow-0"]
+    finally:
+        release.set()
+    assert not any(await asyncio.gather(*held))
+    assert await admits("alice", PASSWORDS["alice"])
 
 
 async def test_no_users_means_no_auth(
