@@ -53,6 +53,8 @@ class Limits:
     dead_letters: DeadLetterBounds = field(
         default_factory=lambda: DeadLetterBounds(10_000, 256 * 1024 * 1024)
     )
+    # What the readiness probe writes: one delivery of the largest size accepted (max_body_bytes).
+    probe_bytes: int = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +113,19 @@ class Recorder:
         return await asyncio.get_running_loop().run_in_executor(self._executor, func)
 
     async def open(self) -> None:
-        """Open the store and load every flow record; the store is ready afterwards."""
+        """Open the store, check its integrity and load every flow record; ready afterwards.
+
+        A damaged store raises StoreCorrupt and stays closed: nothing is served from it.
+        """
 
         def load() -> tuple[dict[FlowKey, FlowState], int]:
             self.store.open()
-            return self.store.load_flows(), self.store.count_dead_letters()
+            try:
+                self.store.check_integrity()
+                return self.store.load_flows(), self.store.count_dead_letters()
+            except BaseException:
+                self.store.close()
+                raise
 
         self.flows, self.dead_letters_stored = await self.run_in_writer(load)
         self.mark_ready(True)
@@ -139,9 +149,15 @@ class Recorder:
             self._on_ready(ready)
 
     async def probe(self) -> None:
-        """Prove the store accepts a write now and mark readiness by the result."""
+        """Prove a transaction as large as a real delivery commits now; mark readiness by it.
+
+        Deliveries are refused while not ready (and a not-ready pod gets none), so no real
+        delivery can be the trial: the probe itself writes `probe_bytes`, the most one delivery
+        may bring. A tiny write fits in the room a failed commit left behind and would report
+        ready every few seconds while real commits still fail (readiness flapping).
+        """
         try:
-            await self.run_in_writer(self.store.check_writable)
+            await self.run_in_writer(lambda: self.store.check_writable(self.limits.probe_bytes))
         except StoreUnavailable as exc:
             self.mark_ready(False, str(exc))
         else:

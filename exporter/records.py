@@ -71,19 +71,18 @@ class FlowEnrichment:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> FlowEnrichment:
-        """Rebuild it from stored data."""
+    def from_json(cls, data: Any) -> FlowEnrichment:
+        """Rebuild it from stored data, every field checked (RecordError names a bad one)."""
+        data = _object(data, "enrichment")
         interval = data.get("expected_interval")
         return cls(
-            name=_text(data.get("name")),
-            source=_text(data.get("source")),
-            state=_text(data.get("state")),
-            expected_interval=None if interval is None else float(interval),
+            name=_text(data.get("name"), "enrichment.name"),
+            source=_text(data.get("source"), "enrichment.source"),
+            state=_text(data.get("state"), "enrichment.state"),
+            expected_interval=None
+            if interval is None
+            else _number(interval, "enrichment.expected_interval"),
         )
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 @dataclass(slots=True)
@@ -168,38 +167,121 @@ class FlowState:
         }
 
     @classmethod
-    def from_json(cls, key: FlowKey, data: dict[str, Any], bucket_count: int) -> FlowState:
-        """Rebuild a record; a histogram stored with other buckets starts again empty."""
-        buckets = [int(n) for n in data.get("duration_buckets", [])]
-        duration_sum = float(data.get("duration_sum", 0.0))
+    def from_json(cls, key: FlowKey, data: Any, bucket_count: int) -> FlowState:
+        """Rebuild a record, every field checked (RecordError names the first bad one); a
+        histogram stored with other buckets starts again empty."""
+        data = _object(data, "record")
+        buckets = [_count(n, "duration_buckets") for n in _list(data, "duration_buckets")]
+        duration_sum = _number(data.get("duration_sum", 0.0), "duration_sum")
         if len(buckets) != bucket_count:
             buckets, duration_sum = [0] * bucket_count, 0.0
+        runs = _counts(data.get("runs", {}), "runs")
+        totals = _counts(data.get("totals", {}), "totals")
+        activities = {
+            str(name): _counts(counts, f"activities.{name}")
+            for name, counts in _object(data.get("activities", {}), "activities").items()
+        }
         newest = data.get("newest")
         # Records stored before enrichment existed have no such field.
         enrichment = data.get("enrichment")
         return cls(
             key=key,
-            first_seen=float(data["first_seen"]),
-            last_received=float(data["last_received"]),
-            runs={o.value: int(data.get("runs", {}).get(o.value, 0)) for o in Outcome},
-            runs_with_errors=int(data.get("runs_with_errors", 0)),
-            runs_started=int(data.get("runs_started", 0)),
-            error_codes={str(k): int(v) for k, v in data.get("error_codes", {}).items()},
-            totals={name: int(data.get("totals", {}).get(name, 0)) for name in COUNT_FIELDS},
+            first_seen=_number(data.get("first_seen"), "first_seen"),
+            last_received=_number(data.get("last_received"), "last_received"),
+            runs={o.value: runs.get(o.value, 0) for o in Outcome},
+            runs_with_errors=_count(data.get("runs_with_errors", 0), "runs_with_errors"),
+            runs_started=_count(data.get("runs_started", 0), "runs_started"),
+            error_codes=_counts(data.get("error_codes", {}), "error_codes"),
+            totals={name: totals.get(name, 0) for name in COUNT_FIELDS},
             activities={
-                str(name): {s.value: int(counts.get(s.value, 0)) for s in ActivityStatus}
-                for name, counts in data.get("activities", {}).items()
+                name: {s.value: counts.get(s.value, 0) for s in ActivityStatus}
+                for name, counts in activities.items()
             },
             duration_buckets=buckets,
             duration_sum=duration_sum,
-            last_completed={str(k): float(v) for k, v in data.get("last_completed", {}).items()},
-            newest=None if newest is None else NewestRun(**newest),
-            open_runs={str(k): float(v) for k, v in data.get("open_runs", {}).items()},
-            alerts={str(k): (int(v[0]), float(v[1])) for k, v in data.get("alerts", {}).items()},
-            flow_name=data.get("flow_name"),
-            ims_org=data.get("ims_org"),
+            last_completed=_times(data.get("last_completed", {}), "last_completed"),
+            newest=None if newest is None else _newest(newest),
+            open_runs=_times(data.get("open_runs", {}), "open_runs"),
+            alerts={
+                str(kind): _alert(value, f"alerts.{kind}")
+                for kind, value in _object(data.get("alerts", {}), "alerts").items()
+            },
+            flow_name=_text(data.get("flow_name"), "flow_name"),
+            ims_org=_text(data.get("ims_org"), "ims_org"),
             enrichment=None if enrichment is None else FlowEnrichment.from_json(enrichment),
         )
+
+
+class RecordError(ValueError):
+    """A stored flow record that does not decode; the message names the field."""
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise RecordError(f"{where} is not an object: {_shown(value)}")
+    return value
+
+
+def _list(data: dict[str, Any], name: str) -> list[Any]:
+    value = data.get(name, [])
+    if not isinstance(value, list):
+        raise RecordError(f"{name} is not a list: {_shown(value)}")
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    # A count is a non-negative integer: a negative one would make a counter go backwards.
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RecordError(f"{where} is not a count: {_shown(value)}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RecordError(f"{where} is not a finite number: {_shown(value)}")
+    return float(value)
+
+
+def _text(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise RecordError(f"{where} is not text: {_shown(value)}")
+    return value
+
+
+def _counts(value: Any, where: str) -> dict[str, int]:
+    return {str(k): _count(v, f"{where}.{k}") for k, v in _object(value, where).items()}
+
+
+def _times(value: Any, where: str) -> dict[str, float]:
+    return {str(k): _number(v, f"{where}.{k}") for k, v in _object(value, where).items()}
+
+
+def _alert(value: Any, where: str) -> tuple[int, float]:
+    if not isinstance(value, list) or len(value) != 2 or value[0] not in (0, 1):
+        raise RecordError(f"{where} is not [0 or 1, time]: {_shown(value)}")
+    return int(value[0]), _number(value[1], where)
+
+
+def _newest(value: Any) -> NewestRun:
+    data = _object(value, "newest")
+    if set(data) != {"completed_at", "success", "duration", "input_records", "output_records"}:
+        raise RecordError(f"newest has the wrong fields: {sorted(data)}")
+    if not isinstance(data["success"], bool):
+        raise RecordError(f"newest.success is not true or false: {_shown(data['success'])}")
+    duration, inputs, outputs = (data[k] for k in ("duration", "input_records", "output_records"))
+    return NewestRun(
+        completed_at=_number(data["completed_at"], "newest.completed_at"),
+        success=data["success"],
+        duration=None if duration is None else _number(duration, "newest.duration"),
+        input_records=None if inputs is None else _count(inputs, "newest.input_records"),
+        output_records=None if outputs is None else _count(outputs, "newest.output_records"),
+    )
+
+
+def _shown(value: Any) -> str:
+    """A stored value in an error message: short, on one line."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _newest_dict(newest: NewestRun) -> dict[str, Any]:

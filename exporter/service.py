@@ -68,6 +68,7 @@ def build_recorder(
         max_flows=settings.max_flows,
         duration_buckets=settings.duration_buckets,
         dead_letters=DeadLetterBounds(settings.max_dead_letters, settings.max_dead_letter_bytes),
+        probe_bytes=settings.max_body_bytes,
     )
     store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
     return Recorder(store, limits, on_ready=on_ready)
@@ -173,7 +174,8 @@ async def _maintain(exporter: Exporter) -> None:
 
 
 async def _watch_store(recorder: Recorder) -> None:
-    """While the store is not ready, probe it with a real write and restore readiness."""
+    """While the store is not ready, probe it with a delivery-sized transaction (Recorder.probe)
+    and restore readiness once one commits."""
     while True:
         await asyncio.sleep(READINESS_RETRY_INTERVAL)
         if not recorder.ready:

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -265,6 +266,34 @@ class ExporterProcess(Child):
             for sample in family.samples:
                 samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return samples
+
+
+def damage_table(path: Path, table: str) -> None:
+    """Overwrite the root page of `table` in a closed SQLite file, as a bad block would."""
+    db = sqlite3.connect(path)
+    try:
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?", (table,))
+        page = root.fetchone()[0]
+    finally:
+        db.close()  # the last connection checkpoints: everything is in the main file now
+    with path.open("r+b") as handle:
+        handle.seek((page - 1) * page_size)
+        handle.write(b"\xa5" * page_size)
+
+
+def overwrite_flow_row(path: Path, sandbox: str, flow_id: str, state: str) -> None:
+    """Replace the stored JSON of one flow record in a closed SQLite file."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            changed = db.execute(
+                "UPDATE flows SET state = ? WHERE sandbox = ? AND flow_id = ?",
+                (state, sandbox, flow_id),
+            ).rowcount
+    finally:
+        db.close()
+    assert changed == 1, f"no flow record {sandbox}/{flow_id} in {path}"
 
 
 def alertmanager_process(binary: str, config: Path, workdir: Path, port: int = 0) -> Child:

@@ -18,6 +18,7 @@ from exporter.http.app import EXPORTER, create_app, create_metrics_app
 from exporter.http.webconfig import load_web_config
 from exporter.logs import configure_logging
 from exporter.service import Exporter
+from exporter.stores.protocol import StoreCorrupt
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM/SIGINT."""
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    with state_lock(settings.state_path, wait=False):
-        asyncio.run(_serve(settings))
+    try:
+        with state_lock(settings.state_path, wait=False):
+            asyncio.run(_serve(settings))
+    except StoreCorrupt as exc:
+        # One line in the configured log format, with the recovery steps; never a traceback.
+        log.error("refusing to start: %s", exc)  # noqa: TRY400
+        return 1
     return 0

@@ -41,8 +41,14 @@ def state_lock(state_path: Path, *, wait: bool) -> Iterator[None]:
 
 
 def _open_store(settings: Settings) -> SQLiteStore:
+    """Open the store and check its integrity, as `serve` does: a damaged store is one line."""
     store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
     store.open()
+    try:
+        store.check_integrity()
+    except BaseException:
+        store.close()
+        raise
     return store
 
 

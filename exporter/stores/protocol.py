@@ -21,6 +21,17 @@ class StoreUnavailable(ExporterError):
     """The state store cannot be read or written right now (answer 503; Adobe retries)."""
 
 
+class StoreCorrupt(ExporterError):
+    """The stored data is damaged: serving it could make counters go wrong, so nothing starts."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(
+            f"state store {where} is damaged ({problem}): stop the exporter, then restore a "
+            'backup taken with "aep-flow-exporter backup" or move the file aside to start empty '
+            '(README "Operations", "A damaged state file")'
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A stored document the exporter could not understand."""
@@ -47,7 +58,8 @@ class StateStore(Protocol):
     """Flow records, de-duplication keys, dead letters and pull-source cursors."""
 
     def open(self) -> None:
-        """Connect and migrate to the current schema; StoreUnavailable if that fails."""
+        """Connect and migrate to the current schema; StoreUnavailable if that fails (StoreCorrupt
+        if the storage is damaged)."""
 
     def close(self) -> None:
         """Release the connection (idempotent)."""
@@ -55,8 +67,13 @@ class StateStore(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """One atomic unit of writes; StoreUnavailable if it cannot commit (nothing is kept)."""
 
-    def check_writable(self) -> None:
-        """Prove a write commits now (readiness); StoreUnavailable otherwise."""
+    def check_integrity(self) -> None:
+        """Verify the stored data is sound before it is served: the storage itself and every flow
+        record; StoreCorrupt naming the damage otherwise (a malformed record names its flow)."""
+
+    def check_writable(self, size: int) -> None:
+        """Prove a transaction writing `size` bytes commits now, keeping nothing (readiness);
+        StoreUnavailable otherwise."""
 
     # -- de-duplication keys (inside a transaction) ---------------------------------------------
 

@@ -16,9 +16,14 @@ from pathlib import Path
 
 from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
-from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreUnavailable
+from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreCorrupt, StoreUnavailable
 
 log = logging.getLogger(__name__)
+
+# The readiness probe's row, in a table every schema has; no pull source has this name.
+PROBE_SOURCE = "(readiness probe)"
+# quick_check reports at most this many problems: the first few name the damage well enough.
+MAX_INTEGRITY_PROBLEMS = 3
 
 # Forward migrations: index i brings a store at user_version i to i + 1. Never edit a shipped one.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -82,8 +87,14 @@ class SQLiteStore:
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
             self._db = db
             self._migrate()
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, StoreUnavailable) as exc:
             self.close()
+            # A migration's failed commit arrives as StoreUnavailable caused by SQLite's error.
+            cause = exc.__cause__ if isinstance(exc, StoreUnavailable) else exc
+            if _is_corruption(cause):
+                raise StoreCorrupt(str(self.path), str(cause)) from None
+            if isinstance(exc, StoreUnavailable):
+                raise
             raise StoreUnavailable(f"cannot open state store {self.path}: {exc}") from exc
 
     def close(self) -> None:
@@ -146,22 +157,60 @@ class SQLiteStore:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("ROLLBACK")
 
-    def check_writable(self) -> None:
-        """Prove the store accepts a write now (readiness probe); StoreUnavailable otherwise."""
+    def check_integrity(self) -> None:
+        """PRAGMA quick_check over every page and index, then every flow record decodes (and is
+        kept, so the load that follows reads nothing again); StoreCorrupt otherwise."""
+        try:
+            rows = self.db.execute(f"PRAGMA quick_check({MAX_INTEGRITY_PROBLEMS})").fetchall()
+        except sqlite3.Error as exc:
+            if _is_corruption(exc):
+                raise StoreCorrupt(str(self.path), str(exc)) from None
+            raise StoreUnavailable(f"cannot check state store {self.path}: {exc}") from exc
+        problems = [" ".join(str(row[0]).split()) for row in rows]
+        if problems != ["ok"]:
+            raise StoreCorrupt(str(self.path), "; ".join(problems))
+        self._flows = None
+        self._committed()
+
+    def check_writable(self, size: int) -> None:
+        """Commit a transaction that writes `size` random bytes and deletes them again.
+
+        The row goes in and out within one transaction, yet its pages are written to the WAL at
+        commit, so the commit needs as much room as a real batch of that size: a tiny write that
+        fits in the space a failed batch left would report ready while real commits still fail.
+        Random bytes, because a compressing file system stores zeros in no space at all.
+        """
         with self.transaction():
-            self.db.execute("PRAGMA user_version=%d" % SCHEMA_VERSION)  # noqa: UP031
+            self.db.execute(
+                "INSERT OR REPLACE INTO cursors (source, value, updated_at)"
+                " VALUES (?, randomblob(?), 0)",
+                (PROBE_SOURCE, size),
+            )
+            self.db.execute("DELETE FROM cursors WHERE source = ?", (PROBE_SOURCE,))
 
     # -- flows ---------------------------------------------------------------------------------
 
     def _committed(self) -> dict[FlowKey, FlowState]:
         if self._flows is None:
-            flows: dict[FlowKey, FlowState] = {}
-            rows = self.db.execute("SELECT sandbox, flow_id, state FROM flows")
-            for sandbox, flow_id, text in rows:
-                key = FlowKey(sandbox, flow_id)
-                flows[key] = FlowState.from_json(key, json.loads(text), self._bucket_count)
-            self._flows = flows
+            try:
+                self._flows = self._read_flows()
+            except sqlite3.Error as exc:
+                if _is_corruption(exc):
+                    raise StoreCorrupt(str(self.path), str(exc)) from None
+                raise StoreUnavailable(f"cannot read flow records: {exc}") from exc
         return self._flows
+
+    def _read_flows(self) -> dict[FlowKey, FlowState]:
+        flows: dict[FlowKey, FlowState] = {}
+        rows = self.db.execute("SELECT sandbox, flow_id, state FROM flows")
+        for sandbox, flow_id, text in rows:
+            key = FlowKey(sandbox, flow_id)
+            try:
+                flows[key] = FlowState.from_json(key, json.loads(text), self._bucket_count)
+            except (ValueError, TypeError) as exc:  # bad JSON, a bad field, or not even text
+                problem = f"flow record sandbox={sandbox} flow_id={flow_id}: {exc}"
+                raise StoreCorrupt(str(self.path), problem) from None
+        return flows
 
     def load_flows(self) -> dict[FlowKey, FlowState]:
         """Every committed flow record."""
@@ -364,3 +413,11 @@ def _recipients(text: str | None) -> Recipients | None:
     if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
         return Recipients(unmatchable=True)
     return Recipients(frozenset(ids), unmatchable is not False)
+
+
+def _is_corruption(exc: BaseException | None) -> bool:
+    """Whether SQLite reports damage (a bad page, or no database at all), not a passing fault."""
+    if not isinstance(exc, sqlite3.Error):
+        return False
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # the primary code of an extended one
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)

@@ -14,6 +14,8 @@ from tests.payload_builders import body, legacy, run_object
 from tests.support import ExporterProcess
 
 FILE_SIZE_LIMIT = 512 * 1024
+# Longer than several readiness probes (one every 2 s): a flapping probe shows within it.
+WATCH_SECONDS = 9.0
 
 
 def limit_file_size() -> None:
@@ -23,27 +25,41 @@ def limit_file_size() -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_SIZE_LIMIT, hard))
 
 
-async def test_full_disk_answers_503_then_recovers(tmp_path: Path) -> None:
-    """Writes past a file-size limit fail: 503 store_unavailable, /readyz 503; lifting it heals."""
+def padding(number: int) -> bytes:
+    """An unknown document of 16 KiB: stored whole as a dead letter, so it fills the files."""
+    return body({"padding": "x" * 16384, "eventid": f"pad-{number}"})
+
+
+async def test_full_disk_keeps_readiness_down_until_commits_succeed(tmp_path: Path) -> None:
+    """Past a file-size limit: 503 and /readyz 503 for as long as real commits would fail (no
+    flapping, even while deliveries keep coming); lifting the limit restores readiness."""
     state = tmp_path / "state.db"
     with ExporterProcess(state, "--insecure-accept-unsigned", preexec=limit_file_size) as service:
         statuses = []
         async with aiohttp.ClientSession() as session:
             for number in range(400):
-                # Unknown documents of 16 KiB each fill the dead letters, and so the files.
-                payload = body({"padding": "x" * 16384, "eventid": f"pad-{number}"})
-                async with session.post(service.url + "/webhook", data=payload) as response:
+                async with session.post(service.url + "/webhook", data=padding(number)) as response:
                     statuses.append(response.status)
                     if response.status == 503:
                         assert "Retry-After" in response.headers
                         break
             assert statuses[-1] == 503, "the file-size limit was never reached"
-            async with session.get(service.url + "/readyz") as response:
-                assert response.status == 503
             samples = service.metrics()
             assert samples[("aep_exporter_store_ready", ())] == 0
             reason = (("reason", "store_unavailable"),)
             assert samples[("aep_exporter_requests_rejected_total", reason)] >= 1
+
+            # Adobe keeps retrying; readiness must not come back while its commits would fail.
+            ready_seen, retried = 0, 1000
+            deadline = time.monotonic() + WATCH_SECONDS
+            while time.monotonic() < deadline:
+                async with session.get(service.url + "/readyz") as response:
+                    ready_seen += response.status == 200
+                retried += 1
+                async with session.post(service.url + "/webhook", data=padding(retried)) as retry:
+                    assert retry.status == 503
+                await asyncio.sleep(0.2)
+            assert ready_seen == 0, f"/readyz answered 200 {ready_seen} times while full"
 
             assert service.process is not None
             _, hard = resource.prlimit(service.process.pid, resource.RLIMIT_FSIZE)
@@ -56,6 +72,8 @@ async def test_full_disk_answers_503_then_recovers(tmp_path: Path) -> None:
                 await asyncio.sleep(0.2)
             else:
                 raise AssertionError("readiness did not come back")
+            async with session.post(service.url + "/webhook", data=padding(retried)) as response:
+                assert response.status == 200
             run = body(legacy("after", run_object(run_id="after")))
             async with session.post(service.url + "/webhook", data=run) as response:
                 assert response.status == 200
@@ -66,4 +84,4 @@ async def test_full_disk_answers_503_then_recovers(tmp_path: Path) -> None:
         assert service.terminate() == 0
     log = service.log_path.read_text()
     assert log.count("state store unavailable") == 1, log
-    assert "writable again" in log
+    assert log.count("writable again") == 1, log

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from exporter.domain import NO_RECIPIENTS, FlowKey, Recipients
-from exporter.records import FlowState
+from exporter.records import FlowState, NewestRun
 from exporter.stores.protocol import DeadLetterBounds, StateStore
 from tests.stores.conftest import BUCKET_COUNT, StoreFactory
 
@@ -239,10 +239,50 @@ def test_old_keys_are_pruned(make_store: StoreFactory) -> None:
     assert store.any_key_seen(["event:new"])
 
 
-def test_a_writable_store_passes_its_readiness_check(make_store: StoreFactory) -> None:
-    """check_writable commits a real write on a healthy store and changes no data."""
+def full_record(key: FlowKey) -> FlowState:
+    """A flow record with every field set, as a busy flow's would be."""
+    state = record(key, 5)
+    state.runs_with_errors, state.runs_started = 1, 7
+    state.error_codes = {"E-1": 2, "other": 1}
+    state.totals["input_records"] = 10**12
+    state.activities = {"ingest": {"success": 3, "failed": 1, "other": 0}}
+    state.duration_buckets[1], state.duration_sum = 2, 61.5
+    state.last_completed = {"success": 1_700_000_000.5, "failed": 1_699_999_000.0}
+    state.newest = NewestRun(1_700_000_000.5, True, 30.0, 10, None)
+    state.open_runs = {"run-9": 1_700_000_100.0}
+    state.alerts = {"delay": (1, 1_700_000_050.0)}
+    state.flow_name, state.ims_org = "Orders", "ORG@AdobeOrg"
+    return state
+
+
+def test_a_sound_store_passes_its_integrity_check(make_store: StoreFactory) -> None:
+    """A new store, and one holding every kind of data, pass check_integrity unchanged."""
+    store = make_store()
+    store.check_integrity()
+    with store.transaction():
+        store.put_flows([full_record(FLOW_A), record(FLOW_B, 1)])
+        assert store.claim_keys(["event:1"], 10.0)
+        store.put_cursor("journal", "https://journal/next", 10.0)
+    add_letter(store, "h1", "ev-1")
+    store.close()
+    reopened = make_store()
+    reopened.check_integrity()
+    assert reopened.load_flows()[FLOW_A].to_json() == full_record(FLOW_A).to_json()
+    assert reopened.count_flows() == 2
+
+
+def test_the_readiness_check_commits_and_keeps_nothing(make_store: StoreFactory) -> None:
+    """check_writable commits a delivery-sized transaction on a healthy store; no data changes."""
     store = make_store()
     with store.transaction():
         store.put_flows([record(FLOW_A, 1)])
-    store.check_writable()
+        store.put_cursor("journal", "first", 1.0)
+    store.check_writable(256 * 1024)
+    store.check_writable(256 * 1024)
     assert store.count_flows() == 1
+    assert store.get_cursor("journal") == "first"
+    store.close()
+    reopened = make_store()
+    reopened.check_integrity()
+    assert set(reopened.load_flows()) == {FLOW_A}
+    assert reopened.get_cursor("journal") == "first"

@@ -1,16 +1,21 @@
-"""SQLite specifics beyond the contract: schema migrations and refusing a newer schema."""
+"""SQLite specifics beyond the contract: migrations, a newer schema, damage, the probe's size."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from exporter.domain import Recipients
-from exporter.stores.protocol import StoreUnavailable
+from exporter.domain import FlowKey, Recipients
+from exporter.records import FlowState
+from exporter.stores.protocol import StoreCorrupt, StoreUnavailable
 from exporter.stores.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.stores.conftest import store_at_version
+from tests.support import damage_table, overwrite_flow_row
+
+FLOW = FlowKey("prod", "flow-a")
 
 
 def test_migrations_run_from_every_earlier_version(tmp_path: Path) -> None:
@@ -59,3 +64,102 @@ def test_unreadable_stored_recipients_are_unmatchable(tmp_path: Path, stored: st
     store.open()
     assert [letter.recipients for letter in store.dead_letters()] == [Recipients(unmatchable=True)]
     store.close()
+
+
+def make_populated(path: Path) -> None:
+    """A closed store with one flow record and some de-duplication keys."""
+    store = SQLiteStore(path, bucket_count=1)
+    store.open()
+    with store.transaction():
+        store.put_flows([FlowState.new(FLOW, 100.0, 1)])
+        assert store.claim_keys([f"event:{n}" for n in range(50)], 100.0)
+    store.close()
+
+
+def assert_one_line_with_recovery(error: StoreCorrupt, path: Path) -> None:
+    """The message is one line naming the file and how to recover."""
+    message = str(error)
+    assert "\n" not in message
+    assert str(path) in message
+    assert "aep-flow-exporter backup" in message
+    assert "move the file aside" in message
+
+
+def test_an_overwritten_page_fails_the_integrity_check(tmp_path: Path) -> None:
+    """A page the start-up load never reads is still found damaged by check_integrity."""
+    path = tmp_path / "state.db"
+    make_populated(path)
+    damage_table(path, "dedup_keys")
+    store = SQLiteStore(path, bucket_count=1)
+    store.open()
+    try:
+        assert set(store.load_flows()) == {FLOW}  # what a start without the check served
+        with pytest.raises(StoreCorrupt) as caught:
+            store.check_integrity()
+    finally:
+        store.close()
+    assert_one_line_with_recovery(caught.value, path)
+
+
+def test_an_overwritten_header_is_damage_not_unavailability(tmp_path: Path) -> None:
+    """A file that is no longer a database at all is refused as damaged when it opens."""
+    path = tmp_path / "state.db"
+    make_populated(path)
+    with path.open("r+b") as handle:
+        handle.write(b"\xa5" * 100)
+    with pytest.raises(StoreCorrupt) as caught:
+        SQLiteStore(path, bucket_count=1).open()
+    assert_one_line_with_recovery(caught.value, path)
+
+
+BAD_RECORDS = {
+    "not JSON": ('{"first_seen": 1', "Expecting"),
+    "not an object": ("[1, 2]", "record is not an object"),
+    "a count that is text": (
+        json.dumps({"first_seen": 1, "last_received": 2, "runs": {"success": "many"}}),
+        "runs.success is not a count",
+    ),
+    "a negative count": (
+        json.dumps({"first_seen": 1, "last_received": 2, "totals": {"input_records": -3}}),
+        "totals.input_records is not a count",
+    ),
+    "a missing time": (json.dumps({"last_received": 2}), "first_seen is not a finite number"),
+    "a bad newest run": (
+        json.dumps({"first_seen": 1, "last_received": 2, "newest": {"success": True}}),
+        "newest has the wrong fields",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECORDS))
+def test_a_malformed_flow_record_names_its_flow_and_field(tmp_path: Path, case: str) -> None:
+    """A flow row whose JSON or a field is wrong fails the integrity check, naming both."""
+    text, problem = BAD_RECORDS[case]
+    path = tmp_path / "state.db"
+    make_populated(path)
+    overwrite_flow_row(path, FLOW.sandbox, FLOW.flow_id, text)
+    store = SQLiteStore(path, bucket_count=1)
+    store.open()
+    try:
+        with pytest.raises(StoreCorrupt) as caught:
+            store.check_integrity()
+    finally:
+        store.close()
+    assert_one_line_with_recovery(caught.value, path)
+    assert "sandbox=prod flow_id=flow-a" in str(caught.value)
+    assert problem in str(caught.value)
+
+
+def test_the_readiness_check_writes_its_whole_size(tmp_path: Path) -> None:
+    """The probe's pages reach the WAL, as a real batch's would (the row is gone afterwards)."""
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path, bucket_count=1)
+    store.open()
+    try:
+        wal = path.with_name(path.name + "-wal")
+        before = wal.stat().st_size
+        store.check_writable(512 * 1024)
+        assert wal.stat().st_size - before >= 512 * 1024
+        assert store.db.execute("SELECT count(*) FROM cursors").fetchone()[0] == 0
+    finally:
+        store.close()
