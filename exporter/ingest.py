@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from exporter import identity
+from exporter.changes import lag_seconds
 from exporter.domain import (
     NO_RECIPIENTS,
     Document,
@@ -28,7 +29,6 @@ from exporter.normalize import normalize_body
 from exporter.normalize.recipients import read_recipients, union
 from exporter.payloads.decode import PayloadError
 from exporter.recorder import Cursor, Recorder, Result
-from exporter.records import lag_seconds
 from exporter.rejections import Rejected, Rejection
 from exporter.stores.protocol import StoreUnavailable
 from exporter.verify.recipients import check_named, check_recipients

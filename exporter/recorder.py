@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from exporter import identity
+from exporter.changes import apply_event, drop_stale_open_runs
 from exporter.domain import (
     OTHER,
     Document,
@@ -25,7 +26,7 @@ from exporter.domain import (
     Unrecognized,
     ValidationMessage,
 )
-from exporter.records import FlowEnrichment, FlowState, apply_event, drop_stale_open_runs
+from exporter.records import FlowEnrichment, FlowState
 from exporter.stores.protocol import DeadLetterBounds, StateStore, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from exporter.catalogue import Catalogue
+from exporter.changes import apply_event
 from exporter.cli.options import settings_from_args
 from exporter.domain import (
     ActivityResult,
@@ -27,7 +28,7 @@ from exporter.domain import (
 from exporter.metrics.flows import FlowCollector
 from exporter.normalize import normalize_body
 from exporter.payloads.decode import PayloadError
-from exporter.records import FlowState, apply_event
+from exporter.records import FlowState
 
 
 def metric_changes(doc: Document, received_at: float, buckets: tuple[float, ...]) -> list[str]:
