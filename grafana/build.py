@@ -218,6 +218,7 @@ OUTCOME_TEXT = {"1": ("OK", "green"), "0": ("FAILED", "red")}
 ALERT_TEXT = {"1": ("firing", "red"), "0": ("resolved", "green")}
 READY_TEXT = {"1": ("ready", "green"), "0": ("not ready", "red")}
 UP_TEXT = {"1": ("up", "green"), "0": ("down", "red")}
+LEADER_TEXT = {"1": ("leader", "blue"), "0": ("standby", "text")}
 
 
 def by_name(name: str, *properties: tuple[str, Any]) -> JSON:
@@ -1232,6 +1233,13 @@ def exporter_health() -> Dashboard:
             "Whether each exporter's state store accepts writes, over time.",
             Query(selector("aep_exporter_store_ready", *INSTANCE), legend="{{instance}}"),
             READY_TEXT,
+        ),
+        state_timeline(
+            "Leader",
+            "Which replica runs the Adobe pollers (a PostgreSQL advisory lock); with SQLite the "
+            "one exporter always leads.",
+            Query(selector("aep_exporter_leader", *INSTANCE), legend="{{instance}}"),
+            LEADER_TEXT,
         ),
         timeseries(
             "Public key fetches",

@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, check-payload, dead-letters, backup; one set of settings."""
+"""Command line: serve, check-config, check-payload, dead-letters, backup, migrate-state."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from exporter.catalogue import CatalogueError, load_catalogue
 from exporter.cli.options import UsageError, add_settings_flags, settings_from_args
 from exporter.cli.payloads import cmd_check_payload
 from exporter.cli.serve import cmd_serve
-from exporter.cli.state import cmd_backup, cmd_dead_letters
+from exporter.cli.state import cmd_backup, cmd_dead_letters, cmd_migrate_state
 from exporter.config import SETTING_FIELDS, ConfigError
 from exporter.domain import ExporterError
 from exporter.durations import DurationError, format_duration
 from exporter.http.webconfig import WebConfigError
+from exporter.stores.urls import redact_url
 
 _DURATIONS = {
     "flow_ttl",
@@ -28,6 +29,7 @@ _DURATIONS = {
     "read_timeout",
     "idle_timeout",
     "shutdown_grace",
+    "replica_sync_interval",
 }
 
 
@@ -37,7 +39,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     catalogue = load_catalogue(settings.catalogue_path)
     for name in SETTING_FIELDS:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
+        if name == "state_url":
+            shown = redact_url(value.get_secret_value())
+        elif isinstance(value, SecretStr):
             shown = "<set>" if value.get_secret_value() else ""
         elif name in _DURATIONS:
             shown = format_duration(value)
@@ -90,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("path", metavar="PATH")
     add_settings_flags(backup)
     backup.set_defaults(func=cmd_backup)
+
+    migrate = commands.add_parser(
+        "migrate-state", help="copy a SQLite state file into PostgreSQL (one way)"
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="SQLITE_PATH")
+    migrate.add_argument(
+        "--force", action="store_true", help="replace the state PostgreSQL already holds"
+    )
+    add_settings_flags(migrate)
+    migrate.set_defaults(func=cmd_migrate_state)
     return parser
 
 

@@ -93,6 +93,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until SIGTERM/SIGINT."""
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format)
-    with state_lock(settings.state_path, wait=False):
+    with state_lock(settings, wait=False):
         asyncio.run(_serve(settings))
     return 0

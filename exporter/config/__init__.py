@@ -31,6 +31,7 @@ from exporter.config.groups import (
     StateSettings,
     VerificationSettings,
 )
+from exporter.config.replicas import ReplicaSettings
 
 __all__ = [
     "ADOBE_KEY_BASE_URL",
@@ -57,6 +58,7 @@ class Settings(
     LimitSettings,
     LoggingSettings,
     MetricsSettings,
+    ReplicaSettings,
     BaseSettings,
 ):
     """Every setting of the exporter (README "Configuration"), from its arguments only."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from exporter.domain import ExporterError, FlowKey
 from exporter.records import FlowState
@@ -19,6 +19,10 @@ from exporter.records import FlowState
 
 class StoreUnavailable(ExporterError):
     """The state store cannot be read or written right now (answer 503; Adobe retries)."""
+
+
+class StoreConflict(StoreUnavailable):
+    """A transaction lost to a concurrent one (deadlock, serialization); retrying may succeed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +43,16 @@ class DeadLetterBounds:
 
     max_count: int
     max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowChanges:
+    """Flow records other writers committed: changed ones, deleted ones; `full`: every flow
+    not in `changed` is gone (a complete view, read after a gap)."""
+
+    changed: dict[FlowKey, FlowState]
+    deleted: frozenset[FlowKey]
+    full: bool
 
 
 class StateStore(Protocol):
@@ -123,3 +137,11 @@ class StateStore(Protocol):
 
     def put_cursor(self, source: str, value: str, updated_at: float) -> None:
         """Set a pull source's cursor (inside the transaction of the documents it follows)."""
+
+
+@runtime_checkable
+class SharedStateStore(StateStore, Protocol):
+    """A store several replicas write at once (PostgreSQL)."""
+
+    def flow_changes(self) -> FlowChanges:
+        """The flow records committed by anyone since the last call (all, the first time)."""
