@@ -191,7 +191,12 @@ class Recorder:
         """Publish flow records other replicas committed (like a batch: only records that differ
         from the published ones are replaced, so the renderer re-renders just those); how many
         flows changed or went."""
-        changed = {k: s for k, s in changes.changed.items() if self.flows.get(k) != s}
+        # Compared as stored: this replica's own commits come back too, and stay as they are.
+        changed = {
+            key: state
+            for key, state in changes.changed.items()
+            if key not in self.flows or self.flows[key].to_json() != state.to_json()
+        }
         gone = set(changes.deleted)
         if changes.full:
             gone.update(key for key in self.flows if key not in changes.changed)
