@@ -36,7 +36,8 @@ def _as_postgres_user() -> list[str]:
 class PostgresCluster:
     """One cluster: `start()` (initdb on first use), `stop()` by the postmaster's PID."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fsync: bool = False) -> None:
+        self.fsync = fsync
         self.initdb = require_tool("initdb")
         self.postgres = str(Path(self.initdb).resolve().parent / "postgres")
         if not Path(self.postgres).exists():
@@ -73,7 +74,7 @@ class PostgresCluster:
             self.process = subprocess.Popen(
                 [*_as_postgres_user(), self.postgres, "-D", str(self.data),
                  "-p", str(self.port), "-c", "listen_addresses=127.0.0.1",
-                 "-c", "unix_socket_directories=", "-c", "fsync=off",
+                 "-c", "unix_socket_directories=", "-c", f"fsync={'on' if self.fsync else 'off'}",
                  "-c", "max_connections=100", "-c", "deadlock_timeout=200ms"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip

@@ -18,6 +18,7 @@ from tests.benchmarks import (
     bench_ingest,
     bench_latency,
     bench_memory,
+    bench_postgres,
     bench_scrape,
     profiles,
 )
@@ -36,7 +37,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "burst": bench_burst.run,
 }
 # Not part of the default run: profiles are for reading, not for the README table.
-EXTRA: dict[str, Benchmark] = {"profile": profiles.run}
+EXTRA: dict[str, Benchmark] = {"profile": profiles.run, "ingest-postgres": bench_postgres.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,6 +90,7 @@ def exporter_process(
     state: Path | None = None,
     name: str = "exporter",
     profile: Path | None = None,
+    settings: Mapping[str, str] | None = None,
 ) -> ExporterProcess:
     """`aep-flow-exporter serve` on loopback with a temp state file (a copy of `state`).
 
@@ -108,6 +109,7 @@ def exporter_process(
         "--pinned-keys-dir", str(key.pinned_dir),
         "--log-level", "WARNING",
         program=program,
+        settings=settings,
         log_path=workdir / f"{name}.log",
         name=name,
         ready_timeout=READY_TIMEOUT,
