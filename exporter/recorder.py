@@ -20,19 +20,29 @@ from exporter.changes import apply_event, drop_stale_open_runs
 from exporter.domain import (
     OTHER,
     Document,
+    FlowAlert,
     FlowKey,
+    FlowRun,
     FlowStart,
     OtherService,
     Unrecognized,
     ValidationMessage,
 )
 from exporter.records import FlowEnrichment, FlowState
-from exporter.stores.protocol import DeadLetterBounds, StateStore, StoreUnavailable
+from exporter.stores.protocol import (
+    DeadLetterBounds,
+    FlowChanges,
+    StateStore,
+    StoreConflict,
+    StoreUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 512
+# A batch that lost a deadlock to another replica's is tried again this often before 503.
+CONFLICT_ATTEMPTS = 3
 
 
 class Result(enum.StrEnum):
@@ -76,6 +86,8 @@ class BatchOutcome:
     overflowed: int = 0
     dead_letters_added: int = 0
     dead_letters_evicted: int = 0
+    # The committed records the batch locked up front (None: no record yet); writer thread only.
+    locked: dict[FlowKey, FlowState | None] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -178,7 +190,7 @@ class Recorder:
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             try:
-                outcome = await self.run_in_writer(lambda b=batch: self._commit(b))  # type: ignore[misc]
+                outcome = await self.run_in_writer(lambda b=batch: self._commit_retrying(b))  # type: ignore[misc]
             except StoreUnavailable as exc:
                 self.mark_ready(False, str(exc))
                 _fail(batch, exc)
@@ -191,6 +203,26 @@ class Recorder:
             for item, results in zip(batch, outcome.results, strict=True):
                 if not item.future.done():
                     item.future.set_result(results)
+
+    def publish_changes(self, changes: FlowChanges) -> int:
+        """Publish flow records other replicas committed (like a batch: only records that differ
+        from the published ones are replaced, so the renderer re-renders just those); how many
+        flows changed or went."""
+        # Compared as stored: this replica's own commits come back too, and stay as they are.
+        changed = {
+            key: state
+            for key, state in changes.changed.items()
+            if key not in self.flows or self.flows[key].to_json() != state.to_json()
+        }
+        gone = set(changes.deleted)
+        if changes.full:
+            gone.update(key for key in self.flows if key not in changes.changed)
+        gone.intersection_update(self.flows)
+        for key in gone:
+            del self.flows[key]
+        if changed:
+            self._publish(BatchOutcome(changed=changed))
+        return len(changed) + len(gone)
 
     def _publish(self, outcome: BatchOutcome) -> None:
         if outcome.changed:
@@ -240,12 +272,27 @@ class Recorder:
 
     # -- writer thread -------------------------------------------------------------------------
 
+    def _commit_retrying(self, batch: Sequence[_Pending]) -> BatchOutcome:
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return self._commit(batch)
+            except StoreConflict as exc:
+                if attempt == CONFLICT_ATTEMPTS:
+                    raise
+                log.info("batch lost to a concurrent one; retrying attempt=%d: %s", attempt, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _commit(self, batch: Sequence[_Pending]) -> BatchOutcome:
         outcome = BatchOutcome()
         # Keys of this batch's dead letters: never claimed (a replay must find them unseen), but
         # a later document of the same batch carrying one is still a duplicate.
         dead_keys: set[str] = set()
         with self.store.transaction():
+            # Lock every flow of the batch at once, in one order: batches of two replicas that
+            # touch the same flows take turns instead of deadlocking.
+            keys = _flows_of(batch)
+            outcome.locked = dict.fromkeys(keys)
+            outcome.locked.update(self.store.lock_flows(keys))
             for item in batch:
                 outcome.results.append(
                     [
@@ -316,7 +363,10 @@ class Recorder:
         state = outcome.changed.get(key)
         if state is not None:
             return state
-        current = self.store.lock_flows((key,)).get(key)
+        if key in outcome.locked:
+            current = outcome.locked[key]
+        else:
+            current = self.store.lock_flows((key,)).get(key)
         tracked = self.store.count_flows() + outcome.created if current is None else 0
         if current is None and tracked >= self.limits.max_flows:
             outcome.overflowed += 1
@@ -324,7 +374,7 @@ class Recorder:
             state = outcome.changed.get(key)
             if state is not None:
                 return state
-            current = self.store.lock_flows((key,)).get(key)
+            current = outcome.locked.get(key) or self.store.lock_flows((key,)).get(key)
         if current is None:
             state = FlowState.new(key, now, len(self.limits.duration_buckets) + 1)
             outcome.created += 1
@@ -348,17 +398,26 @@ class Recorder:
 
         def work() -> tuple[list[FlowKey], dict[FlowKey, FlowState], int]:
             with self.store.transaction():
-                live = self.store.load_flows()
+                # Change only what is locked: another replica may be recording the same flows.
+                stale, run_cutoff = now - flow_ttl, now - open_run_ttl
+                live = self.store.lock_flows(
+                    [
+                        key
+                        for key, state in self.store.load_flows().items()
+                        if state.last_received < stale
+                        or any(at < run_cutoff for at in state.open_runs.values())
+                    ]
+                )
                 expired = [
                     key
                     for key, state in live.items()
-                    if state.last_received < now - flow_ttl and not protected(key)
+                    if state.last_received < stale and not protected(key)
                 ]
                 changed: dict[FlowKey, FlowState] = {}
                 for key, state in live.items():
                     if state.open_runs and key not in expired:
                         copy = state.copy()
-                        if drop_stale_open_runs(copy, now - open_run_ttl):
+                        if drop_stale_open_runs(copy, run_cutoff):
                             changed[key] = copy
                 self.store.delete_flows(expired)
                 self.store.put_flows(changed.values())
@@ -371,6 +430,18 @@ class Recorder:
         if expired:
             log.info("expired flows count=%d ttl_seconds=%g", len(expired), flow_ttl)
         return len(expired), keys_removed
+
+
+def _flows_of(batch: Sequence[_Pending]) -> list[FlowKey]:
+    """The flows a batch's documents change, sorted."""
+    return sorted(
+        {
+            doc.event.flow
+            for item in batch
+            for doc in item.documents
+            if isinstance(doc.event, FlowRun | FlowStart | FlowAlert)
+        }
+    )
 
 
 def _fail(batch: Sequence[_Pending], exc: Exception) -> None:

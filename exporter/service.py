@@ -18,13 +18,14 @@ from exporter.catalogue import Catalogue, load_catalogue
 from exporter.config import Settings
 from exporter.domain import FlowKey
 from exporter.ingest import Pipeline, RecipientRules
+from exporter.leadership import Leadership
 from exporter.metrics.flows import FlowCollector
 from exporter.metrics.rendering import FlowExposition
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.recorder import BatchOutcome, Limits, Recorder
 from exporter.sources.webhook import WebhookSource
-from exporter.stores.protocol import DeadLetterBounds, StoreUnavailable
-from exporter.stores.sqlite import SQLiteStore
+from exporter.stores import build_leader_lock, build_store, store_location
+from exporter.stores.protocol import DeadLetterBounds, SharedStateStore, StoreUnavailable
 from exporter.verify.keys import PublicKeyStore
 from exporter.verify.signatures import DeliveryVerifier
 
@@ -46,6 +47,7 @@ class Exporter:
     keys: PublicKeyStore | None
     clock: Callable[[], float]
     exposition: FlowExposition
+    leadership: Leadership
     catalogue: Catalogue = field(default_factory=Catalogue)
     # The Adobe API client and pollers; None without the IMS credentials.
     adobe: AdobeServices | None = None
@@ -70,8 +72,7 @@ def build_recorder(
         dead_letters=DeadLetterBounds(settings.max_dead_letters, settings.max_dead_letter_bytes),
         probe_bytes=settings.max_body_bytes,
     )
-    store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
-    return Recorder(store, limits, on_ready=on_ready)
+    return Recorder(build_store(settings), limits, on_ready=on_ready)
 
 
 def build_pipeline(settings: Settings, recorder: Recorder, metrics: SelfMetrics) -> Pipeline:
@@ -120,7 +121,14 @@ def build_exporter(
     )
     enrichment = settings.flow_enrichment_on
     exposition = FlowExposition(settings.duration_buckets, enrichment=enrichment)
-    exporter = Exporter(settings, metrics, recorder, pipeline, webhook, keys, clock, exposition)
+    leadership = Leadership(
+        build_leader_lock(settings),
+        settings.replica_sync_interval,
+        on_change=lambda leader: metrics.leader.set(1 if leader else 0),
+    )
+    exporter = Exporter(
+        settings, metrics, recorder, pipeline, webhook, keys, clock, exposition, leadership
+    )
     exporter.reload_catalogue()
     exporter.adobe = build_adobe(
         settings,
@@ -173,6 +181,18 @@ async def _maintain(exporter: Exporter) -> None:
         await asyncio.sleep(MAINTENANCE_INTERVAL)
 
 
+async def _sync_replicas(recorder: Recorder, store: SharedStateStore, interval: float) -> None:
+    """Every interval: publish the flow records other replicas committed (the shared truth)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            changes = await recorder.run_in_writer(store.flow_changes)
+        except StoreUnavailable as exc:
+            recorder.mark_ready(False, str(exc))
+            continue
+        recorder.publish_changes(changes)
+
+
 async def _watch_store(recorder: Recorder) -> None:
     """While the store is not ready, probe it with a delivery-sized transaction (Recorder.probe)
     and restore readiness once one commits."""
@@ -197,9 +217,12 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
         "state loaded flows=%d dead_letters=%d path=%s",
         len(recorder.flows),
         recorder.dead_letters_stored,
-        exporter.settings.state_path,
+        store_location(exporter.settings),
     )
+    # Leadership is settled before the service counts as started: a poller asks at once.
+    await exporter.leadership.renew()
     tasks = [
+        asyncio.create_task(exporter.leadership.run(), name="leadership"),
         asyncio.create_task(_maintain(exporter), name="maintenance"),
         asyncio.create_task(_watch_store(recorder), name="store-watch"),
         asyncio.create_task(
@@ -207,8 +230,11 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
             name="exposition-warm",
         ),
     ]
+    if isinstance(recorder.store, SharedStateStore):
+        sync = _sync_replicas(recorder, recorder.store, exporter.settings.replica_sync_interval)
+        tasks.append(asyncio.create_task(sync, name="replica-sync"))
     if exporter.adobe is not None:
-        exporter.adobe.start()
+        exporter.adobe.start(exporter.leadership)
     try:
         yield
     finally:

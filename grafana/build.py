@@ -235,6 +235,7 @@ NO_ADOBE = (
     "the e2e stack configures no Adobe API (no IMS credentials), so the exporter registers none "
     "of the Adobe self-metrics"
 )
+LEADER_TEXT = {"1": ("leader", "blue"), "0": ("standby", "text")}
 
 
 def by_name(name: str, *properties: tuple[str, Any]) -> JSON:
@@ -1413,6 +1414,13 @@ def exporter_health() -> Dashboard:
             "Whether each exporter's state store accepts writes, over time.",
             Query(selector("aep_exporter_store_ready", *INSTANCE), legend="{{instance}}"),
             READY_TEXT,
+        ),
+        state_timeline(
+            "Leader",
+            "Which replica runs the Adobe pollers (a PostgreSQL advisory lock); with SQLite the "
+            "one exporter always leads.",
+            Query(selector("aep_exporter_leader", *INSTANCE), legend="{{instance}}"),
+            LEADER_TEXT,
         ),
         timeseries(
             "Public key fetches",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from exporter.config import Settings
 from exporter.http.app import EXPORTER, create_app
 from exporter.service import Exporter
+from tests.postgres import PostgresCluster
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SUCCESS_FLOW = "1c6f1047-dcaf-48fe-af10-47dcaf08feaf"
@@ -77,3 +78,14 @@ def make_client(
         return client, registry, app[EXPORTER]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """One throwaway PostgreSQL cluster on loopback for the session (skipped without one)."""
+    cluster = PostgresCluster()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()

@@ -16,6 +16,7 @@ from exporter.adobe.ims import TokenProvider
 from exporter.adobe.registration import RegistrationWatcher
 from exporter.adobe.settings import AdobeSettings
 from exporter.domain import FlowKey
+from exporter.leadership import Leadership
 from exporter.metrics.families import PollTask
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.recorder import Recorder
@@ -33,14 +34,24 @@ class AdobeServices:
     registration: RegistrationWatcher | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def start(self) -> None:
-        """Start the pollers as background tasks."""
-        if self.enricher is not None:
-            self._tasks.append(asyncio.create_task(self.enricher.run(), name="flow-enrichment"))
-        if self.registration is not None:
-            self._tasks.append(
-                asyncio.create_task(self.registration.run(), name="registration-health")
-            )
+    def start(self, leadership: Leadership) -> None:
+        """Run the pollers in the background while this replica leads (protocol notes §18.15)."""
+        self._tasks.append(asyncio.create_task(self._lead(leadership), name="adobe-pollers"))
+
+    async def _lead(self, leadership: Leadership) -> None:
+        """Forever: wait for leadership, poll while it lasts, stop polling when it is lost."""
+        while True:
+            await leadership.wait_until_leader()
+            async with asyncio.TaskGroup() as group:
+                pollers = []
+                if self.enricher is not None:
+                    pollers.append(group.create_task(self.enricher.run(), name="flow-enrichment"))
+                if self.registration is not None:
+                    watcher = self.registration.run()
+                    pollers.append(group.create_task(watcher, name="registration-health"))
+                await leadership.wait_until_lost()
+                for poller in pollers:
+                    poller.cancel()
 
     async def stop(self) -> None:
         """Stop the pollers, then close the token provider and the client."""

@@ -1,4 +1,4 @@
-"""Command line: serve, check-config, check-adobe, check-payload, dead-letters, backup."""
+"""Command line: serve, the checks (config, adobe, payload), dead letters, backup, migrate-state."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from exporter.cli.adobe import cmd_check_adobe
 from exporter.cli.options import UsageError, add_settings_flags, settings_from_args
 from exporter.cli.payloads import cmd_check_payload
 from exporter.cli.serve import cmd_serve
-from exporter.cli.state import cmd_backup, cmd_dead_letters
+from exporter.cli.state import cmd_backup, cmd_dead_letters, cmd_migrate_state
 from exporter.config import SETTING_FIELDS, ConfigError
 from exporter.domain import ExporterError
 from exporter.durations import DurationError, format_duration
 from exporter.http.webconfig import WebConfigError
+from exporter.stores.urls import redact_url
 
 _DURATIONS = {
     "flow_ttl",
@@ -33,6 +34,7 @@ _DURATIONS = {
     "reconcile_interval",
     "reconcile_window",
     "registration_poll_interval",
+    "replica_sync_interval",
 }
 
 
@@ -42,7 +44,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     catalogue = load_catalogue(settings.catalogue_path)
     for name in SETTING_FIELDS:
         value = getattr(settings, name)
-        if isinstance(value, SecretStr):
+        if name == "state_url":
+            shown = redact_url(value.get_secret_value())
+        elif isinstance(value, SecretStr):
             shown = "<set>" if value.get_secret_value() else ""
         elif name in _DURATIONS or (name == "journal_start" and isinstance(value, float)):
             shown = format_duration(value)
@@ -101,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("path", metavar="PATH")
     add_settings_flags(backup)
     backup.set_defaults(func=cmd_backup)
+
+    migrate = commands.add_parser(
+        "migrate-state", help="copy a SQLite state file into PostgreSQL (one way)"
+    )
+    migrate.add_argument("--from", dest="source", required=True, metavar="SQLITE_PATH")
+    migrate.add_argument(
+        "--force", action="store_true", help="replace the state PostgreSQL already holds"
+    )
+    add_settings_flags(migrate)
+    migrate.set_defaults(func=cmd_migrate_state)
     return parser
 
 

@@ -95,7 +95,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     configure_logging(settings.log_level, settings.log_format)
     try:
-        with state_lock(settings.state_path, wait=False):
+        with state_lock(settings, wait=False):
             asyncio.run(_serve(settings))
     except StoreCorrupt as exc:
         # One line in the configured log format, with the recovery steps; never a traceback.

@@ -1,4 +1,4 @@
-"""`dead-letters` and `backup`: offline work on the state store, never beside a running service."""
+"""`dead-letters`, `backup`, `migrate-state`: work on the state store outside `serve`."""
 
 from __future__ import annotations
 
@@ -21,13 +21,27 @@ from exporter.ingest import Delivery, Source
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.rejections import Rejected
 from exporter.service import build_pipeline, build_recorder
+from exporter.stores import build_store
+from exporter.stores.migrate import copy_sqlite_to_postgres
+from exporter.stores.postgres import PostgresStore
 from exporter.stores.protocol import DeadLetter, StateStore
 from exporter.stores.sqlite import SQLiteStore
 
 
 @contextlib.contextmanager
-def state_lock(state_path: Path, *, wait: bool) -> Iterator[None]:
-    """Hold `<state>.lock` so offline commands never change a store a running service uses."""
+def state_lock(settings: Settings, *, wait: bool) -> Iterator[None]:
+    """Hold `<state>.lock` so offline commands never change a SQLite file a running service uses
+    (PostgreSQL needs none: every replica and command shares it under row locks)."""
+    if settings.shared_state:
+        yield
+        return
+    with sqlite_lock(settings.state_path, wait=wait):
+        yield
+
+
+@contextlib.contextmanager
+def sqlite_lock(state_path: Path, *, wait: bool) -> Iterator[None]:
+    """Hold `<state>.lock` beside a SQLite state file."""
     lock_path = state_path.with_name(state_path.name + ".lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_path.open("a") as handle:
@@ -40,9 +54,9 @@ def state_lock(state_path: Path, *, wait: bool) -> Iterator[None]:
         yield
 
 
-def _open_store(settings: Settings) -> SQLiteStore:
+def _open_store(settings: Settings) -> StateStore:
     """Open the store and check its integrity, as `serve` does: a damaged store is one line."""
-    store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
+    store = build_store(settings)
     store.open()
     try:
         store.check_integrity()
@@ -74,7 +88,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
             print("some ids were not found", file=sys.stderr)
             return 1
         return 0
-    with state_lock(settings.state_path, wait=False):
+    with state_lock(settings, wait=False):
         if args.action == "purge":
             store = _open_store(settings)
             try:
@@ -147,10 +161,46 @@ def _delete_letter(store: StateStore, letter_id: int) -> None:
 def cmd_backup(args: argparse.Namespace) -> int:
     """Write a consistent copy of the state store (safe while the service runs)."""
     settings = settings_from_args(args)
-    store = _open_store(settings)
+    if settings.shared_state:
+        raise UsageError(
+            "backup copies the SQLite state file; the state is in PostgreSQL "
+            "(AEP_EXPORTER_STATE_URL): back it up with pg_dump, e.g. "
+            "pg_dump --format=custom --file=aep-state.dump DATABASE"
+        )
+    store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
+    store.open()
     try:
         store.backup(Path(args.path))
     finally:
         store.close()
     print(f"backup written to {args.path}")
+    return 0
+
+
+def cmd_migrate_state(args: argparse.Namespace) -> int:
+    """Copy a SQLite state file into the PostgreSQL store named by AEP_EXPORTER_STATE_URL."""
+    settings = settings_from_args(args)
+    if not settings.shared_state:
+        raise UsageError(
+            "migrate-state needs the target: set AEP_EXPORTER_STATE_URL or --state-url"
+        )
+    source_path = Path(args.source)
+    if not source_path.is_file():
+        raise UsageError(f"{source_path} is not a state file")
+    buckets = len(settings.duration_buckets) + 1
+    with sqlite_lock(source_path, wait=False):
+        source = SQLiteStore(source_path, bucket_count=buckets)
+        target = PostgresStore(settings.state_url.get_secret_value(), bucket_count=buckets)
+        try:
+            source.open()
+            target.open()
+            copied = copy_sqlite_to_postgres(source, target, replace=args.force)
+        finally:
+            source.close()
+            target.close()
+    print(
+        f"copied {copied.flows} flows, {copied.keys} de-duplication keys, "
+        f"{copied.dead_letters} dead letters, {copied.cursors} cursors "
+        f"from {source_path} to {target.location}"
+    )
     return 0

@@ -32,6 +32,7 @@ from exporter.config.groups import (
     StateSettings,
     VerificationSettings,
 )
+from exporter.config.replicas import ReplicaSettings
 
 __all__ = [
     "ADOBE_KEY_BASE_URL",
@@ -59,6 +60,7 @@ class Settings(
     LoggingSettings,
     MetricsSettings,
     AdobeApiSettings,
+    ReplicaSettings,
     BaseSettings,
 ):
     """Every setting of the exporter (README "Configuration"), from its arguments only."""

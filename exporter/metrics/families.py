@@ -267,6 +267,11 @@ KEY_FETCHES = Family(
     (Label("result", _values(KeyFetchResult)),),
 )
 STORE_READY = Family("aep_exporter_store_ready", "gauge", "1 when the state store accepts writes.")
+LEADER = Family(
+    "aep_exporter_leader",
+    "gauge",
+    "1 on the replica that runs the Adobe pollers now, else 0 (always 1 with SQLite).",
+)
 BUILD_INFO = Family(
     "aep_exporter_build_info",
     "gauge",
@@ -328,6 +333,7 @@ SELF_FAMILIES: tuple[Family, ...] = (
     DEAD_LETTERS_EVICTED,
     KEY_FETCHES,
     STORE_READY,
+    LEADER,
     BUILD_INFO,
     *ADOBE_SELF_FAMILIES,
 )

@@ -94,6 +94,7 @@ class SelfMetrics(Collector):
         self.dead_letters_evicted = counter(registry, fam.DEAD_LETTERS_EVICTED)
         self.key_fetches = counter(registry, fam.KEY_FETCHES)
         self.store_ready = gauge(registry, fam.STORE_READY)
+        self.leader = gauge(registry, fam.LEADER)
         self.build_info = gauge(registry, fam.BUILD_INFO)
         on, off = fam.BUILD_INFO.values("verification")
         self.build_info.labels(__version__, on if verification_on else off).set(1)

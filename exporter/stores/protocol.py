@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from exporter.domain import ExporterError, FlowKey, Recipients
 from exporter.records import FlowState
@@ -30,6 +30,10 @@ class StoreCorrupt(ExporterError):
             'backup taken with "aep-flow-exporter backup" or move the file aside to start empty '
             '(README "Operations", "A damaged state file")'
         )
+
+
+class StoreConflict(StoreUnavailable):
+    """A transaction lost to a concurrent one (deadlock, serialization); retrying may succeed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,16 @@ class DeadLetterBounds:
 
     max_count: int
     max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class FlowChanges:
+    """Flow records other writers committed: changed ones, deleted ones; `full`: every flow
+    not in `changed` is gone (a complete view, read after a gap)."""
+
+    changed: dict[FlowKey, FlowState]
+    deleted: frozenset[FlowKey]
+    full: bool
 
 
 class StateStore(Protocol):
@@ -143,3 +157,11 @@ class StateStore(Protocol):
 
     def put_cursor(self, source: str, value: str, updated_at: float) -> None:
         """Set a pull source's cursor (inside the transaction of the documents it follows)."""
+
+
+@runtime_checkable
+class SharedStateStore(StateStore, Protocol):
+    """A store several replicas write at once (PostgreSQL)."""
+
+    def flow_changes(self) -> FlowChanges:
+        """The flow records committed by anyone since the last call (all, the first time)."""

@@ -17,11 +17,10 @@ from pathlib import Path
 from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreCorrupt, StoreUnavailable
+from exporter.stores.rows import PROBE_SOURCE, recipients_from_text, recipients_to_text
 
 log = logging.getLogger(__name__)
 
-# The readiness probe's row, in a table every schema has; no pull source has this name.
-PROBE_SOURCE = "(readiness probe)"
 # quick_check reports at most this many problems: the first few name the damage well enough.
 MAX_INTEGRITY_PROBLEMS = 3
 
@@ -316,7 +315,7 @@ class SQLiteStore:
         self.db.execute(
             "INSERT INTO dead_letters (received_at, reason, event_id, doc_hash, body, recipients)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (received_at, reason, event_id, doc_hash, body, _recipients_json(recipients)),
+            (received_at, reason, event_id, doc_hash, body, recipients_to_text(recipients)),
         )
         evicted = 0
         count, size = self.db.execute(
@@ -341,7 +340,8 @@ class SQLiteStore:
             query += f" WHERE id IN ({','.join('?' * len(params))})" if params else " WHERE 0"
         rows = self.db.execute(query + " ORDER BY id", params)
         return [
-            DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), _recipients(r[6])) for r in rows
+            DeadLetter(r[0], r[1], r[2], r[3], r[4], bytes(r[5]), recipients_from_text(r[6]))
+            for r in rows
         ]
 
     def count_dead_letters(self) -> int:
@@ -395,24 +395,6 @@ class SQLiteStore:
                 copy.close()
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"backup to {target} failed: {exc}") from exc
-
-
-def _recipients_json(recipients: Recipients) -> str:
-    return json.dumps({"ids": sorted(recipients.ids), "unmatchable": recipients.unmatchable})
-
-
-def _recipients(text: str | None) -> Recipients | None:
-    """A dead letter's stored recipients; what cannot be read back is unmatchable."""
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-        ids, unmatchable = data["ids"], data["unmatchable"]
-    except (ValueError, TypeError, KeyError):
-        return Recipients(unmatchable=True)
-    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
-        return Recipients(unmatchable=True)
-    return Recipients(frozenset(ids), unmatchable is not False)
 
 
 def _is_corruption(exc: BaseException | None) -> bool:

@@ -19,6 +19,7 @@ from tests.benchmarks import (
     bench_ingest,
     bench_latency,
     bench_memory,
+    bench_postgres,
     bench_scrape,
     profiles,
 )
@@ -38,7 +39,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "hostile": bench_hostile.run,
 }
 # Not part of the default run: profiles are for reading, not for the README table.
-EXTRA: dict[str, Benchmark] = {"profile": profiles.run}
+EXTRA: dict[str, Benchmark] = {"profile": profiles.run, "ingest-postgres": bench_postgres.run}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +91,7 @@ def exporter_process(
     name: str = "exporter",
     profile: Path | None = None,
     flags: Sequence[str] = (),
+    settings: Mapping[str, str] | None = None,
 ) -> ExporterProcess:
     """`aep-flow-exporter serve` on loopback with a temp state file (a copy of `state`), plus
     `flags`.
@@ -111,6 +112,7 @@ def exporter_process(
         "--log-level", "WARNING",
         *flags,
         program=program,
+        settings=settings,
         log_path=workdir / f"{name}.log",
         name=name,
         ready_timeout=READY_TIMEOUT,

@@ -248,10 +248,10 @@ def test_catalogue_and_secret_files_are_where_the_settings_point(rendered: Rende
 def test_catalogue_configmap_holds_the_example_catalogue(rendered: Rendered) -> None:
     """The base's catalogue is byte for byte deploy/catalogue.example.yaml."""
     example = (DEPLOY / "catalogue.example.yaml").read_text(encoding="utf-8")
-    copy = (KUBERNETES / "catalogue.yaml").read_text(encoding="utf-8")
+    copy = (KUBERNETES / "base" / "catalogue.yaml").read_text(encoding="utf-8")
     assert copy == example, (
-        "deploy/kubernetes/catalogue.yaml differs from deploy/catalogue.example.yaml: "
-        "cp deploy/catalogue.example.yaml deploy/kubernetes/catalogue.yaml"
+        "deploy/kubernetes/base/catalogue.yaml differs from deploy/catalogue.example.yaml: "
+        "cp deploy/catalogue.example.yaml deploy/kubernetes/base/catalogue.yaml"
     )
     data = rendered.one("ConfigMap", "aep-flow-exporter-catalogue-")["data"]
     assert data == {"catalogue.yaml": example}

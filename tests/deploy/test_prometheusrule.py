@@ -13,7 +13,7 @@ from tests.support import require_tool, run_tool
 from .conftest import DEPLOY, KUBERNETES, Rendered
 
 GENERATOR = KUBERNETES / "generate_prometheusrule.py"
-COMMITTED = KUBERNETES / "prometheusrule.yaml"
+COMMITTED = KUBERNETES / "base" / "prometheusrule.yaml"
 RULES_DIR = DEPLOY / "prometheus" / "rules"
 
 RULE_FILE = """\
