@@ -170,6 +170,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
     store = SQLiteStore(settings.state_path, bucket_count=len(settings.duration_buckets) + 1)
     store.open()
     try:
+        store.check_integrity()  # a damaged store is one line, and no backup is written
         store.backup(Path(args.path))
     finally:
         store.close()
