@@ -20,6 +20,7 @@ from tests.benchmarks import (
     bench_latency,
     bench_memory,
     bench_scrape,
+    bench_stages,
     profiles,
 )
 from tests.benchmarks.context import FULL, QUICK, Context
@@ -30,6 +31,7 @@ Benchmark = Callable[[Context], list[Section]]
 
 # In the order of the default run: the ones sharing the request file, then the large store.
 BENCHMARKS: dict[str, Benchmark] = {
+    "stages": bench_stages.run,
     "ingest": bench_ingest.run,
     "scrape": bench_scrape.run,
     "latency": bench_latency.run,
