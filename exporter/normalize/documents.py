@@ -26,20 +26,8 @@ from exporter.normalize.values import (
     event_code,
     identifier,
 )
+from exporter.payloads import shapes
 from exporter.payloads.decode import canonical_json, decode_body
-from exporter.payloads.shapes import (
-    AlertDocument,
-    CloudEvent,
-    Envelope,
-    EventNotificationMeta,
-    HeaderCarrier,
-    LegacyWrapper,
-    Message,
-    MessagesEnvelope,
-    RunObject,
-    ValidationRequest,
-    parse_shape,
-)
 
 # Adobe batches hold up to 20 events (100 in the legacy FAQ, protocol notes §1.4). A body splitting
 # into more is not a delivery we understand, and classifying hundreds of thousands of tiny
@@ -106,13 +94,9 @@ def _split(value: Any) -> Iterator[_Part]:
             pending.pop()
         elif isinstance(item, list):
             pending.append(iter(item))
-        elif (
-            isinstance(item, dict)
-            and "messages" in item
-            and (envelope := parse_shape(MessagesEnvelope, item))
-        ):
+        elif isinstance(item, dict) and (messages := shapes.messages(item)) is not None:
             inherited = {name: item[name] for name in RECIPIENT_FIELDS if name in item}
-            for message in envelope.messages:
+            for message in messages:
                 yield _Part(message, {**inherited, "messages": [message]}, True, inherited)
         else:
             yield _Part(item, item)
@@ -154,47 +138,45 @@ def _classify(obj: Any, latest: float) -> Classified:
     if not isinstance(obj, dict):
         return unknown("document is not an object")
     if "validationUrl" in obj:
-        validation = parse_shape(ValidationRequest, obj)
-        if validation is None:
+        url = shapes.validation_url(obj)
+        if url is None:
             return unknown("validationUrl is not a string")
-        url = clean_text(validation.validation_url, URL_LIMIT) or ""
-        return Classified(ValidationMessage(url), [])
+        return Classified(ValidationMessage(clean_text(url, URL_LIMIT) or ""), [])
     if "messages" in obj:
         return unknown("messages is not a list")
     if "specversion" in obj:
-        cloud_event = parse_shape(CloudEvent, obj)
-        if cloud_event is None:
+        data = shapes.cloud_event_data(obj)
+        if data is None:
             return unknown("CloudEvent without data object")
-        ce_type = cloud_event.type if isinstance(cloud_event.type, str) else None
-        code = _header_code(cloud_event.data) or event_code(ce_type)
-        return _classify_payload(cloud_event.data, code, latest)
-    legacy = parse_shape(LegacyWrapper, obj) if "event" in obj else None
+        ce_type = obj.get("type")
+        code = _header_code(data) or event_code(ce_type if isinstance(ce_type, str) else None)
+        return _classify_payload(data, code, latest)
+    legacy = shapes.legacy_event(obj)
     if legacy is not None:
-        return _classify_payload(legacy.event, _header_code(legacy.event), latest)
+        return _classify_payload(legacy, _header_code(legacy), latest)
     return _classify_payload(obj, _header_code(obj), latest)
 
 
 def _classify_message(obj: Any, latest: float) -> Classified:
     """Classify one message of the messages form: kind from its meta `type`, run = `value`."""
-    message = parse_shape(Message, obj)
-    if message is None:
+    if not isinstance(obj, dict):
         return unknown("message is not an object")
-    if not isinstance(message.value, dict):
+    value = obj.get("value")
+    if not isinstance(value, dict):
         return unknown("message without value object")
-    meta = parse_shape(EventNotificationMeta, message.notification_meta)
-    code = (event_code(meta.type) if meta else None) or _header_code(message.value)
-    return _classify_payload(message.value, code, latest)
+    code = event_code(shapes.meta_type(obj)) or _header_code(value)
+    return _classify_payload(value, code, latest)
 
 
 def _classify_payload(payload: dict[str, Any], code: str | None, latest: float) -> Classified:
     """Classify the inner document (run, start, alert, other service) of any envelope."""
     if code is not None and _is_other_service(code):
         return Classified(OtherService(code), [])
-    alert = parse_shape(AlertDocument, payload) if "status" in payload else None
-    if alert is not None:
-        return alert_document(alert, latest)
+    status = shapes.alert_status(payload)
+    if status is not None:
+        return alert_document(payload, status, latest)
     if "flowId" in payload or "metrics" in payload or (code or "").lower() in SOURCE_CODES:
-        return run_document(parse_shape(RunObject, payload) or RunObject(), code, latest)
+        return run_document(payload, code, latest)
     return unknown("unknown document shape")
 
 
@@ -204,15 +186,11 @@ def _is_other_service(code: str) -> bool:
 
 
 def _header_code(payload: dict[str, Any]) -> str | None:
-    """`header._adobeio.eventCode`, where run and alert documents carry their event code."""
-    carrier = parse_shape(HeaderCarrier, payload) if "header" in payload else None
-    return event_code(carrier.header.adobeio.event_code) if carrier else None
+    """`header._adobeio.eventCode`, cleaned: the event code of run and alert documents."""
+    return event_code(shapes.header_event_code(payload))
 
 
 def _event_ids(obj: dict[str, Any]) -> list[str]:
     """The document's own I/O event ids: `eventid` and the deprecated `event_id` (§1.6)."""
-    if "eventid" not in obj and "event_id" not in obj:
-        return []
-    envelope = parse_shape(Envelope, obj) or Envelope()
-    ids = (identifier(envelope.eventid, ID_LIMIT), identifier(envelope.event_id, ID_LIMIT))
+    ids = (identifier(obj.get("eventid"), ID_LIMIT), identifier(obj.get("event_id"), ID_LIMIT))
     return list(dict.fromkeys(event_id for event_id in ids if event_id is not None))

@@ -34,7 +34,7 @@ from exporter.normalize.values import (
     section,
     time_field,
 )
-from exporter.payloads.shapes import AlertDocument, RunObject
+from exporter.payloads.shapes import AlertStatus
 
 UNKNOWN_SANDBOX = "unknown"
 
@@ -80,13 +80,13 @@ def unknown(reason: str) -> Classified:
     return Classified(Unrecognized(reason), [])
 
 
-def run_document(run: RunObject, code: str | None, latest: float) -> Classified:
-    """Normalize a run object into a FlowRun or a FlowStart."""
+def run_document(run: dict[str, Any], code: str | None, latest: float) -> Classified:
+    """Normalize a Flow Service run object (§4.4) into a FlowRun or a FlowStart."""
     anomalies: list[str] = []
-    flow = _flow_key(run.flow_id, run.sandbox_name, anomalies)
+    flow = _flow_key(run.get("flowId"), run.get("sandboxName"), anomalies)
     if isinstance(flow, str):
         return unknown(f"run {flow}")
-    metrics = section({"metrics": run.metrics}, "metrics", anomalies)
+    metrics = section(run, "metrics", anomalies)
     status_summary = section(metrics, "statusSummary", anomalies)
     status = status_summary.get("status")
     state = _STATE_BY_STATUS.get(status.strip().lower()) if isinstance(status, str) else None
@@ -94,11 +94,12 @@ def run_document(run: RunObject, code: str | None, latest: float) -> Classified:
         state = _STATE_BY_CODE.get(code.lower())
     if state is None:
         return unknown("run without outcome")
-    run_id = identifier(run.run_id, ID_LIMIT)
-    if run_id is None and run.run_id is not None:
+    raw_id = run.get("id")
+    run_id = identifier(raw_id, ID_LIMIT)
+    if run_id is None and raw_id is not None:
         anomalies.append("id")
-    flow_name = named_text(run.flow_name, "flowName", anomalies)
-    ims_org = named_text(run.ims_org_id, "imsOrgId", anomalies)
+    flow_name = named_text(run.get("flowName"), "flowName", anomalies)
+    ims_org = named_text(run.get("imsOrgId"), "imsOrgId", anomalies)
     durations = section(metrics, "durationSummary", anomalies)
     started_at = time_field(durations.get("startedAtUTC"), "startedAtUTC", anomalies, latest)
     if state == _STARTED:
@@ -120,11 +121,11 @@ def run_document(run: RunObject, code: str | None, latest: float) -> Classified:
             completed = None
     if completed is None:
         # Only run-level fields: activities' times are nonsense in the docs (protocol notes §4.4).
-        completed = time_field(run.updated_at, "updatedAt", anomalies, latest)
+        completed = time_field(run.get("updatedAt"), "updatedAt", anomalies, latest)
     sizes = section(metrics, "sizeSummary", anomalies)
     records = section(metrics, "recordSummary", anomalies)
     files = section(metrics, "fileSummary", anomalies)
-    activities = _activity_objects(run.activities, anomalies)
+    activities = _activity_objects(run.get("activities"), anomalies)
     flow_run = FlowRun(
         flow=flow,
         run_id=run_id,
@@ -148,13 +149,13 @@ def run_document(run: RunObject, code: str | None, latest: float) -> Classified:
     return Classified(flow_run, anomalies, key)
 
 
-def alert_document(alert: AlertDocument, latest: float) -> Classified:
-    """Normalize an Adobe alert document (delay, error rate)."""
+def alert_document(alert: dict[str, Any], status: AlertStatus, latest: float) -> Classified:
+    """Normalize an Adobe alert document (delay, error rate) whose status is `status`."""
     anomalies: list[str] = []
-    flow = _flow_key(alert.flow_id, alert.sandbox_name, anomalies)
+    flow = _flow_key(alert.get("flowId"), alert.get("sandboxName"), anomalies)
     if isinstance(flow, str):
         return unknown(f"alert {flow}")
-    name = clean_text(alert.name, NAME_LIMIT) or ""
+    name = clean_text(alert.get("name"), NAME_LIMIT) or ""
     lowered = name.lower()
     if "delay" in lowered:
         kind = AlertKind.DELAY
@@ -162,22 +163,22 @@ def alert_document(alert: AlertDocument, latest: float) -> Classified:
         kind = AlertKind.ERROR_RATE
     else:
         kind = AlertKind.OTHER
-    firing = alert.status == "FIRING"
+    firing = status == "FIRING"
     # The document's own time orders alert states (protocol notes §18.9).
     if firing:
-        at = time_field(alert.created_at, "createdAt", anomalies, latest)
+        at = time_field(alert.get("createdAt"), "createdAt", anomalies, latest)
     else:
-        at = time_field(alert.resolved_at, "resolvedAt", anomalies, latest)
+        at = time_field(alert.get("resolvedAt"), "resolvedAt", anomalies, latest)
     event = FlowAlert(
         flow=flow,
         alert=kind,
         firing=firing,
         name=name,
         at=at,
-        flow_name=named_text(alert.flow_name, "flowName", anomalies),
-        ims_org=named_text(alert.ims_org_id, "imsOrgId", anomalies),
+        flow_name=named_text(alert.get("flowName"), "flowName", anomalies),
+        ims_org=named_text(alert.get("imsOrgId"), "imsOrgId", anomalies),
     )
-    key = identity.alert_key(flow, kind, alert.status, at)
+    key = identity.alert_key(flow, kind, status, at)
     return Classified(event, anomalies, key)
 
 

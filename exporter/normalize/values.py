@@ -80,6 +80,12 @@ ANOMALY_FIELDS = frozenset(
 )
 
 
+def _plain(text: str) -> bool:
+    """Printable ASCII only: no control character, no surrogate, so nothing to clean (and only
+    the space can be whitespace); checked in C, before any pattern runs."""
+    return text.isascii() and text.isprintable()
+
+
 def label(value: Any) -> str:
     """An error code or activity label, if it matches the label pattern; else "other"."""
     if isinstance(value, str) and _LABEL.fullmatch(value.strip()):
@@ -185,7 +191,8 @@ def identifier(value: Any, limit: int) -> str | None:
     if not isinstance(value, str):
         return None
     text = value.strip()
-    if len(text) > limit or not _IDENTIFIER.fullmatch(text):
+    valid = " " not in text if _plain(text) else _IDENTIFIER.fullmatch(text)
+    if not text or len(text) > limit or not valid:
         return None
     return text
 
@@ -194,7 +201,9 @@ def clean_text(value: Any, limit: int) -> str | None:
     """Human text for a label (flow name, org, alert name): no control characters, capped."""
     if not isinstance(value, str):
         return None
-    text = SURROGATE.sub("\ufffd", CONTROL.sub("", value)).strip()[:limit].rstrip()
+    if not _plain(value):
+        value = SURROGATE.sub("\ufffd", CONTROL.sub("", value))
+    text = value.strip()[:limit].rstrip()
     return text or None
 
 

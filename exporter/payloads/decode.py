@@ -54,7 +54,9 @@ def decode_body(body: bytes, *, max_depth: int = 64) -> Any:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PayloadError("invalid_json", "body is not UTF-8") from exc
-    if nesting_exceeds(text, max_depth):
+    # No body can nest deeper than it has opening brackets: a delivery with fewer than the
+    # limit (one document has about twenty) needs no scan, and the scan decides the rest.
+    if body.count(b"[") + body.count(b"{") > max_depth and nesting_exceeds(text, max_depth):
         raise PayloadError("too_deep", f"JSON nested deeper than {max_depth} levels")
     try:
         return json.loads(text)
@@ -64,11 +66,16 @@ def decode_body(body: bytes, *, max_depth: int = 64) -> Any:
         raise PayloadError("invalid_json", str(exc)[:200]) from exc
 
 
+# Built once: json.dumps builds an encoder per call whenever an option differs from its default.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CANONICAL_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def canonical_json(value: Any) -> bytes:
     """Return the canonical JSON bytes of a decoded value (sorted keys, no spaces, UTF-8)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _CANONICAL.encode(value)
     try:
         return text.encode()
     except UnicodeEncodeError:
         # A lone surrogate (`"\ud800"` is valid JSON) cannot be UTF-8: keep it escaped instead.
-        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        return _CANONICAL_ASCII.encode(value).encode()

@@ -1,128 +1,65 @@
-"""Adobe I/O Events payload shapes: one pydantic model per documented envelope and document.
+"""Adobe I/O Events payload shapes, read straight from the decoded JSON objects.
 
 Shapes (protocol notes §1.2, §4.2, §4.6): the legacy wrapper `{event_id, event}`, the messages form
 `{messages: [{_eventNotificationMeta, value}]}`, CloudEvents 1.0 `{specversion, type, data}`, a
 bare run object, an alert document `{status: FIRING|INACTIVE, flowId, name}` and the
-asynchronous-validation message `{validationUrl}`. The models only decide and extract the shape;
-every value inside stays `Any` because Adobe's values are validated one by one in `normalize`.
+asynchronous-validation message `{validationUrl}`. Each function answers one question about an
+object decoded from JSON (so its objects are dicts, its arrays lists, its keys strings) and never
+validates a value beyond what the shape needs: Adobe's values are checked one by one in
+`normalize`. Reading fields directly, rather than trying a model per shape, is what makes a
+document cost one look at each field it has.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-
-class Shape(BaseModel):
-    """Base of the payload models: unknown fields are kept, values are not coerced."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
+AlertStatus = Literal["FIRING", "INACTIVE"]
+_ALERT_STATUSES: dict[str, AlertStatus] = {"FIRING": "FIRING", "INACTIVE": "INACTIVE"}
 
 
-ShapeT = TypeVar("ShapeT", bound=Shape)
+def messages(obj: dict[str, Any]) -> list[Any] | None:
+    """`messages` of the messages form (§4.2 B), if it is an array."""
+    value = obj.get("messages")
+    return value if isinstance(value, list) else None
 
 
-def parse_shape(model: type[ShapeT], data: Any) -> ShapeT | None:
-    """Return `data` parsed as `model`, or None when it does not have that shape."""
-    try:
-        return model.model_validate(data)
-    except ValidationError:
+def validation_url(obj: dict[str, Any]) -> str | None:
+    """`validationUrl` of the asynchronous-validation message (protocol notes §1.1), if a string."""
+    value = obj.get("validationUrl")
+    return value if isinstance(value, str) else None
+
+
+def cloud_event_data(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """`data` of a CloudEvent (protocol notes §1.2), if it is an object; the run is there."""
+    value = obj.get("data")
+    return value if isinstance(value, dict) else None
+
+
+def legacy_event(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """`event` of the legacy wrapper `{event_id, event}` (§4.2 A), if it is an object."""
+    value = obj.get("event")
+    return value if isinstance(value, dict) else None
+
+
+def meta_type(message: dict[str, Any]) -> str | None:
+    """`_eventNotificationMeta.type` of one message of the messages form: its event code."""
+    meta = message.get("_eventNotificationMeta")
+    value = meta.get("type") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def header_event_code(payload: dict[str, Any]) -> str | None:
+    """`header._adobeio.eventCode`, where run and alert documents carry their event code."""
+    header = payload.get("header")
+    adobeio = header.get("_adobeio") if isinstance(header, dict) else None
+    value = adobeio.get("eventCode") if isinstance(adobeio, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def alert_status(payload: dict[str, Any]) -> AlertStatus | None:
+    """The `status` of an alert document (§4.2 C), FIRING or INACTIVE in any case; else None."""
+    value = payload.get("status")
+    if not isinstance(value, str):
         return None
-
-
-class Envelope(Shape):
-    """Fields I/O Events adds to each event: event id and recipient, new and deprecated names."""
-
-    eventid: Any = None
-    event_id: Any = None
-    recipientclientid: Any = None
-    recipient_client_id: Any = None
-
-
-class LegacyWrapper(Envelope):
-    """`{"event_id": ..., "event": {run}}`: the seed success example (protocol notes §4.2 A)."""
-
-    event: dict[str, Any]
-
-
-class MessagesEnvelope(Envelope):
-    """`{"messages": [...]}`: the seed failure example, with or without an outer array (§4.2 B)."""
-
-    messages: list[Any]
-
-
-class EventNotificationMeta(Shape):
-    """`_eventNotificationMeta` of a message: `type` is the event code."""
-
-    type: str
-
-
-class Message(Envelope):
-    """One element of `messages`: the run is `value`, the event code its meta `type`."""
-
-    notification_meta: Any = Field(default=None, alias="_eventNotificationMeta")
-    value: Any = None
-
-
-class CloudEvent(Envelope):
-    """CloudEvents 1.0 as I/O Events sends it: the run is `data` (protocol notes §1.2)."""
-
-    specversion: Any
-    type: Any = None
-    data: dict[str, Any]
-
-
-class ValidationRequest(Shape):
-    """The asynchronous-validation message `{"validationUrl": ...}` (protocol notes §1.1)."""
-
-    validation_url: str = Field(alias="validationUrl")
-
-
-class AdobeIoHeader(Shape):
-    """`header._adobeio` of a run or alert document."""
-
-    event_code: str = Field(alias="eventCode")
-
-
-class DocumentHeader(Shape):
-    """`header` of a run or alert document."""
-
-    adobeio: AdobeIoHeader = Field(alias="_adobeio")
-
-
-class HeaderCarrier(Shape):
-    """Any document whose event code sits in `header._adobeio.eventCode`."""
-
-    header: DocumentHeader
-
-
-class AlertDocument(Shape):
-    """An Adobe alert (delay, error rate): the newer alert schema (protocol notes §4.2 C)."""
-
-    status: Literal["FIRING", "INACTIVE"]
-    flow_id: Any = Field(default=None, alias="flowId")
-    name: Any = None
-    created_at: Any = Field(default=None, alias="createdAt")
-    resolved_at: Any = Field(default=None, alias="resolvedAt")
-    sandbox_name: Any = Field(default=None, alias="sandboxName")
-    flow_name: Any = Field(default=None, alias="flowName")
-    ims_org_id: Any = Field(default=None, alias="imsOrgId")
-
-    @field_validator("status", mode="before")
-    @classmethod
-    def _upper_status(cls, value: Any) -> Any:
-        return value.strip().upper() if isinstance(value, str) else value
-
-
-class RunObject(Shape):
-    """A Flow Service run object, the `event`/`value`/`data` of a run notification (§4.4)."""
-
-    run_id: Any = Field(default=None, alias="id")
-    flow_id: Any = Field(default=None, alias="flowId")
-    flow_name: Any = Field(default=None, alias="flowName")
-    sandbox_name: Any = Field(default=None, alias="sandboxName")
-    ims_org_id: Any = Field(default=None, alias="imsOrgId")
-    updated_at: Any = Field(default=None, alias="updatedAt")
-    metrics: Any = None
-    activities: Any = None
+    return _ALERT_STATUSES.get(value.strip().upper())

@@ -101,13 +101,21 @@ class BodyReader:
 
     async def _receive(self, request: web.Request, receiving: _Receiving) -> bytes:
         """The raw body, refused once past the limit (chunked bodies too) or the read timeout."""
+        content = request.content
+        if content.is_eof():
+            # The whole body came with the request head (as a webhook delivery does): there is
+            # nothing to wait for, so no timeout to arm and no chunks to gather.
+            raw = content.read_nowait()
+            if len(raw) > self._limit:
+                raise self._too_large()
+            return raw
         loop = asyncio.get_running_loop()
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self._read_timeout) as timeout:
                 receiving.timeout = timeout
-                async for chunk in request.content.iter_any():
+                async for chunk in content.iter_any():
                     receiving.progressed_at = loop.time()
                     size += len(chunk)
                     if size > self._limit:

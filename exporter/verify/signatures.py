@@ -27,6 +27,9 @@ HMAC_HEADER = "x-adobe-signature"
 # Bodies this large are hashed in a worker thread (hashlib releases the GIL): the largest body
 # allowed takes milliseconds to hash, which anyone could make the event loop spend.
 HASH_OFF_LOOP_BYTES = 64 * 1024
+# RSASSA-PKCS1-v1_5 over a SHA-256 digest: the same for every signature, so built once.
+_PADDING = padding.PKCS1v15()
+_PREHASHED = utils.Prehashed(hashes.SHA256())
 
 
 async def _off_loop_if_large(body: bytes, digest: Callable[[], bytes]) -> bytes:
@@ -100,9 +103,8 @@ class DeliveryVerifier:
         except KeyPathRejected as exc:
             log.debug("%s", exc)
             return False
-        prehashed = utils.Prehashed(hashes.SHA256())
         try:
-            key.verify(signature_bytes, await digest.value(), padding.PKCS1v15(), prehashed)
+            key.verify(signature_bytes, await digest.value(), _PADDING, _PREHASHED)
         except (InvalidSignature, ValueError):
             log.debug("signature does not verify with key path=%s", path)
             return False

@@ -21,6 +21,7 @@ from tests.benchmarks import (
     bench_memory,
     bench_postgres,
     bench_scrape,
+    bench_stages,
     profiles,
 )
 from tests.benchmarks.context import FULL, QUICK, Context
@@ -31,6 +32,7 @@ Benchmark = Callable[[Context], list[Section]]
 
 # In the order of the default run: the ones sharing the request file, then the large store.
 BENCHMARKS: dict[str, Benchmark] = {
+    "stages": bench_stages.run,
     "ingest": bench_ingest.run,
     "scrape": bench_scrape.run,
     "latency": bench_latency.run,

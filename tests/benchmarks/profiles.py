@@ -1,4 +1,4 @@
-"""cProfile of one large scrape (in-process, as /metrics renders it) and of the serving process."""
+"""The stage table; cProfile of one large scrape (in-process) and of the serving process."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from prometheus_client.exposition import choose_encoder
 from exporter.config import Settings
 from exporter.metrics.rendering import render_metrics
 from exporter.service import build_exporter
-from tests.benchmarks import harness
+from tests.benchmarks import bench_stages, harness
 from tests.benchmarks.bench_ingest import send
 from tests.benchmarks.context import Context
 from tests.benchmarks.report import Section, Text, number, size
@@ -135,5 +135,5 @@ def profile_ingest(ctx: Context) -> list[Text]:
 
 
 def run(ctx: Context) -> list[Section]:
-    """Both profiles."""
-    return [*profile_scrape(ctx), *profile_ingest(ctx)]
+    """The per-stage CPU table, then both profiles."""
+    return [*bench_stages.run(ctx), *profile_scrape(ctx), *profile_ingest(ctx)]
