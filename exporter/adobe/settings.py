@@ -25,7 +25,7 @@ DEFAULT_IMS_URL = "https://ims-na1.adobelogin.com/ims/token/v3"
 DEFAULT_PLATFORM_URL = "https://platform.adobe.io"
 # The journal keeps events for 7 days (protocol notes §9.3): seeking further back finds nothing.
 JOURNAL_RETENTION_SECONDS = 7 * 86400.0
-# "Every Adobe-side cadence accepts 1s and up" (PRODUCT.md "Interface"); 0 turns a task off.
+# Every Adobe-side cadence accepts 1s and up (README "Configuration"); 0 turns a task off.
 MIN_CADENCE_SECONDS = 1.0
 # x-sandbox-name carries the all-lowercase sandbox name, e.g. `prod` (protocol notes §7).
 SANDBOX_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,255}")
@@ -98,7 +98,7 @@ JournalStart = Annotated[Literal["oldest", "latest"] | float, BeforeValidator(_j
 
 
 class AdobeSettings(BaseModel):
-    """The Adobe API settings of PRODUCT.md "Interface"; the service mixes them into Settings."""
+    """The Adobe API settings (README "Configuration"); the service mixes them into Settings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=True)
 

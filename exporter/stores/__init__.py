@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from exporter.config import Settings
 from exporter.leadership import LeaderLock, SoleLeader
-from exporter.stores.postgres import AdvisoryLeaderLock, PostgresStore
+from exporter.stores.postgres import PostgresStore
+from exporter.stores.postgres_schema import AdvisoryLeaderLock
 from exporter.stores.protocol import StateStore
 from exporter.stores.sqlite import SQLiteStore
 from exporter.stores.urls import redact_url

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from exporter.leadership import Leadership, SoleLeader
-from exporter.stores.postgres import AdvisoryLeaderLock
+from exporter.stores.postgres_schema import AdvisoryLeaderLock
 from tests.postgres import PostgresCluster
 
 INTERVAL = 0.1

@@ -10,7 +10,8 @@ import pytest
 
 from exporter.domain import FlowKey
 from exporter.records import FlowState
-from exporter.stores.postgres import SCHEMA_VERSION, AdvisoryLeaderLock, PostgresStore
+from exporter.stores.postgres import PostgresStore
+from exporter.stores.postgres_schema import SCHEMA_VERSION, AdvisoryLeaderLock
 from exporter.stores.protocol import StoreUnavailable
 from exporter.stores.urls import redact_url
 from tests.postgres import PASSWORD, PostgresCluster
