@@ -143,7 +143,9 @@ class Recorder:
         if ready and self._incident:
             log.warning("state store writable again; ready")
         if not ready and not self._incident:
-            log.error("state store unavailable; answering 503 until it recovers: %s", reason)
+            log.error(
+                "state store unavailable; answering 503 until it recovers", extra={"error": reason}
+            )
         self._incident = not ready
         changed, self.ready = ready != self.ready, ready
         if changed:
@@ -369,7 +371,7 @@ class Recorder:
             self.flows.pop(key, None)
         self.flows.update(changed)
         if expired:
-            log.info("expired flows count=%d ttl_seconds=%g", len(expired), flow_ttl)
+            log.info("expired flows", extra={"count": len(expired), "ttl_seconds": flow_ttl})
         return len(expired), keys_removed
 
 

@@ -57,7 +57,7 @@ class Exporter:
     def reload_catalogue(self) -> None:
         """Re-read the catalogue file; on error keep the current one and raise CatalogueError."""
         self.catalogue = load_catalogue(self.settings.catalogue_path)
-        log.info("catalogue loaded flows=%d", len(self.catalogue))
+        log.info("catalogue loaded", extra={"flows": len(self.catalogue)})
 
 
 def build_recorder(
@@ -193,12 +193,8 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
     # The loaded records live long: keep the cyclic collector from rescanning them (its full
     # passes over 10 000 flows pause the event loop for tens of milliseconds).
     gc.freeze()
-    log.info(
-        "state loaded flows=%d dead_letters=%d path=%s",
-        len(recorder.flows),
-        recorder.dead_letters_stored,
-        exporter.settings.state_path,
-    )
+    loaded = {"flows": len(recorder.flows), "dead_letters": recorder.dead_letters_stored}
+    log.info("state loaded", extra={**loaded, "path": str(exporter.settings.state_path)})
     tasks = [
         asyncio.create_task(_maintain(exporter), name="maintenance"),
         asyncio.create_task(_watch_store(recorder), name="store-watch"),
