@@ -196,4 +196,6 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("aiohttp.server").addFilter(ClientDisconnects())
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(each, ClientDisconnects) for each in server.filters):
+        server.addFilter(ClientDisconnects())
