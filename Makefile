@@ -1,10 +1,11 @@
 # The two commands: `make run` and `make test`. Each creates .venv on first use.
+# `make image` builds the container image; `make image-check` builds and runs it (slow).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONSTRAINTS := .ci/constraints.txt
 
-.PHONY: run test lint typecheck pytest bench demo clean
+.PHONY: run test lint typecheck pytest bench demo image image-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,13 @@ pytest: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m tests.benchmarks
+
+image:
+	deploy/build-image
+
+# Not in `make test`: a build takes one to three minutes (README "Container image").
+image-check: $(VENV)/.installed-dev
+	AEP_IMAGE_CHECK=1 $(BIN)/pytest tests/deploy/test_image.py
 
 demo: $(VENV)/.installed-run
 	$(BIN)/python -m exporter.demo --samples tests/fixtures

@@ -20,6 +20,7 @@ from exporter.domain import (
     NO_RECIPIENTS,
     Document,
     FlowRun,
+    Outcome,
     Recipients,
     Unrecognized,
     ValidationMessage,
@@ -145,8 +146,8 @@ class Pipeline:
             if isinstance(doc.event, ValidationMessage):
                 log.warning(
                     "Adobe asked for asynchronous webhook validation: open the validation URL "
-                    "within 5 minutes url=%s",
-                    doc.event.url,
+                    "within 5 minutes",
+                    extra={"url": doc.event.url},
                 )
         self._count(documents, results, delivery.received_at)
         return Ingested(results)
@@ -160,6 +161,7 @@ class Pipeline:
             if result is Result.VALIDATION:
                 continue
             metrics.notifications.labels(doc.kind.value, result.value).inc()
+            _log_outcome(doc, result)
             if result is not Result.RECORDED:
                 continue
             for name in doc.anomalies:
@@ -185,3 +187,25 @@ def _whole_body_dead_letter(
         recipients=recipients,
         raw=body,
     )
+
+
+# A failed run's line carries at most this many errors, each message cut to this length.
+MAX_LOGGED_ERRORS = 10
+MAX_LOGGED_MESSAGE_CHARS = 500
+
+
+def _log_outcome(doc: Document, result: Result) -> None:
+    """The lines the runbooks send the on-call engineer to: each failed run, each dead letter."""
+    event = doc.event
+    if result is Result.RECORDED and isinstance(event, FlowRun):
+        if event.outcome is Outcome.FAILED:
+            errors = event.errors[:MAX_LOGGED_ERRORS]
+            run: dict[str, object] = {"sandbox": event.flow.sandbox, "flow_id": event.flow.flow_id}
+            run |= {"flow_name": event.flow_name, "run_id": event.run_id}
+            run["completed_at"] = event.completed_at
+            run["error_codes"] = [error.code for error in errors]
+            run["error_messages"] = [e.message[:MAX_LOGGED_MESSAGE_CHARS] for e in errors]
+            log.warning("flow run failed", extra=run)
+    elif result is Result.DEAD_LETTERED and isinstance(event, Unrecognized):
+        letter = {"reason": event.reason, "event_id": doc.event_id, "bytes": len(doc.raw)}
+        log.warning("dead letter stored", extra=letter)

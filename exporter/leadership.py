@@ -71,7 +71,7 @@ class Leadership:
         """Try the lock once and record the answer; whether this replica leads."""
         leader = await asyncio.to_thread(self._lock.try_acquire)
         if leader != self.is_leader:
-            log.info("leadership %s", "acquired" if leader else "lost")
+            log.info("leadership acquired" if leader else "leadership lost")
             if leader:
                 self._leading.set()
                 self._standing_by.clear()

@@ -155,7 +155,9 @@ class Recorder:
         if ready and self._incident:
             log.warning("state store writable again; ready")
         if not ready and not self._incident:
-            log.error("state store unavailable; answering 503 until it recovers: %s", reason)
+            log.error(
+                "state store unavailable; answering 503 until it recovers", extra={"error": reason}
+            )
         self._incident = not ready
         changed, self.ready = ready != self.ready, ready
         if changed:
@@ -279,7 +281,10 @@ class Recorder:
             except StoreConflict as exc:
                 if attempt == CONFLICT_ATTEMPTS:
                     raise
-                log.info("batch lost to a concurrent one; retrying attempt=%d: %s", attempt, exc)
+                log.info(
+                    "batch lost to a concurrent one; retrying",
+                    extra={"attempt": attempt, "error": str(exc)},
+                )
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _commit(self, batch: Sequence[_Pending]) -> BatchOutcome:
@@ -428,7 +433,7 @@ class Recorder:
             self.flows.pop(key, None)
         self.flows.update(changed)
         if expired:
-            log.info("expired flows count=%d ttl_seconds=%g", len(expired), flow_ttl)
+            log.info("expired flows", extra={"count": len(expired), "ttl_seconds": flow_ttl})
         return len(expired), keys_removed
 
 

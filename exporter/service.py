@@ -59,7 +59,7 @@ class Exporter:
     def reload_catalogue(self) -> None:
         """Re-read the catalogue file; on error keep the current one and raise CatalogueError."""
         self.catalogue = load_catalogue(self.settings.catalogue_path)
-        log.info("catalogue loaded flows=%d", len(self.catalogue))
+        log.info("catalogue loaded", extra={"flows": len(self.catalogue)})
 
 
 def build_recorder(
@@ -213,12 +213,8 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
     # The loaded records live long: keep the cyclic collector from rescanning them (its full
     # passes over 10 000 flows pause the event loop for tens of milliseconds).
     gc.freeze()
-    log.info(
-        "state loaded flows=%d dead_letters=%d path=%s",
-        len(recorder.flows),
-        recorder.dead_letters_stored,
-        store_location(exporter.settings),
-    )
+    loaded = {"flows": len(recorder.flows), "dead_letters": recorder.dead_letters_stored}
+    log.info("state loaded", extra={**loaded, "path": store_location(exporter.settings)})
     # Leadership is settled before the service counts as started: a poller asks at once.
     await exporter.leadership.renew()
     tasks = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.config import ENV_PREFIX
+from exporter.logs import LogfmtFormatter
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL_TIMEOUT = 120.0
@@ -308,3 +310,9 @@ def alertmanager_process(binary: str, config: Path, workdir: Path, port: int = 0
     ]
     log_path = workdir / "alertmanager.log"
     return Child("alertmanager", argv, port=port, ready_path="/-/ready", log_path=log_path)
+
+
+def log_text(records: Sequence[logging.LogRecord]) -> str:
+    """Captured records as the logfmt lines the exporter writes, fields included."""
+    formatter = LogfmtFormatter()
+    return "\n".join(formatter.format(record) for record in records)

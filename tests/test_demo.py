@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from exporter.demo import retimed
 from tests.conftest import FIXTURES
-from tests.support import free_port, run_tool
+from tests.support import Child, free_port, require_tool, run_tool, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +51,52 @@ def test_demo_shows_flow_service_names_schedules_and_registration_health(
     )
     assert 'webhook_status="verified"' in out
     assert "aep_events_registration_healthy{" in out
+
+
+def test_sigterm_stops_every_child_and_removes_the_temporary_directory(tmp_path: Path) -> None:
+    """SIGTERM to the demo stops the exporter, Prometheus and Alertmanager it started (by
+    PID: none is left running) and removes its temporary directory."""
+    require_tool("prometheus", "prometheus-alertmanager")
+    port, prometheus, alertmanager = free_port(), free_port(), free_port()
+    demo = Child(
+        "demo",
+        [sys.executable, "-m", "exporter.demo", "--port", str(port), "--samples", str(FIXTURES),
+         "--prometheus-port", str(prometheus), "--alertmanager-port", str(alertmanager)],
+        port=port,
+        ready_path="/readyz",
+        log_path=tmp_path / "demo.log",
+    )  # fmt: skip
+    with demo:
+        wait_for(lambda: "Ctrl-C stops" in demo.log_path.read_text(), "the demo to settle", 60.0)
+        output = demo.log_path.read_text()
+        listed, state = re.search(r"children: ([\d ]+)", output), re.search(r"in (\S+)\)", output)
+        assert listed is not None, output
+        assert state is not None, output
+        children, work = [int(pid) for pid in listed[1].split()], Path(state[1])
+        assert len(children) == 3
+        assert work.is_dir()
+        assert demo.terminate() == 0
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert not work.exists()
+
+
+def test_retimed_moves_each_unit_to_now_and_keeps_durations() -> None:
+    """The seed success (run in seconds, envelope in milliseconds) ends at the given time in
+    both units; its duration, untouchable values and a batch's documents each keep their own."""
+    newest = 1_800_000_000.0
+    moved = json.loads(retimed((FIXTURES / "seed_success.json").read_bytes(), newest))
+    duration = moved["event"]["metrics"]["durationSummary"]
+    assert duration == {"startedAtUTC": 1_800_000_000, "completedAtUTC": 1_800_000_000}
+    original = json.loads((FIXTURES / "seed_success.json").read_text())["event"]
+    shift = moved["event"]["updatedAt"] - original["updatedAt"]
+    assert moved["event"]["createdAt"] - original["createdAt"] == shift
+    assert 1_799_999_000_000 < moved["event"]["updatedAt"] <= 1_800_000_000_000
+    bad = json.loads(retimed((FIXTURES / "bad_times.json").read_bytes(), newest))
+    assert "yesterday" in json.dumps(bad)
+    batch = json.loads(
+        retimed(b'[{"createdAt": "2020-01-01T00:00:00Z"}, {"time": 1600000000}]', newest)
+    )
+    assert batch == [{"createdAt": "2027-01-15T08:00:00.000Z"}, {"time": 1_800_000_000}]
+    assert retimed(b"not json", newest) == b"not json"

@@ -100,6 +100,39 @@ def test_only_counters_with_bounded_labels_have_children() -> None:
     assert Family("g", "gauge", "", (kind,)).children() == []
 
 
+def test_only_reachable_pairs_are_children_where_declared() -> None:
+    """A family with reachable pairs pre-creates those pairs only, whatever the label order."""
+    kind, outcome = Label("kind", ("a", "b")), Label("outcome", ("x", "y"))
+    pairs = frozenset({("a", "x"), ("b", "y")})
+    family = Family("c", "counter", "", (outcome, kind), reachable=("kind", "outcome", pairs))
+    assert family.children() == [("x", "a"), ("y", "b")]
+
+
+def test_notification_children_are_the_outcomes_the_recorder_can_give() -> None:
+    """Each kind has its one outcome and duplicate; validation messages are never counted."""
+    assert families.NOTIFICATIONS.children() == [
+        ("run", "recorded"),
+        ("run", "duplicate"),
+        ("start", "recorded"),
+        ("start", "duplicate"),
+        ("alert", "recorded"),
+        ("alert", "duplicate"),
+        ("other_service", "duplicate"),
+        ("other_service", "ignored"),
+        ("unknown", "duplicate"),
+        ("unknown", "dead_lettered"),
+    ]
+
+
+def test_self_metrics_expose_no_created_series() -> None:
+    """No self-metric counter or histogram has a `_created` sample."""
+    registry = CollectorRegistry()
+    SelfMetrics(registry, verification_on=True, adobe_apis=list(AdobeApi))
+    names = {sample.name for metric in registry.collect() for sample in metric.samples}
+    assert "aep_exporter_notifications_total" in names
+    assert [name for name in names if name.endswith("_created")] == []
+
+
 @pytest.mark.parametrize("adobe", [False, True], ids=["without_adobe", "with_adobe"])
 def test_self_metrics_register_exactly_the_declared_self_families(adobe: bool) -> None:
     """SelfMetrics registers the self families in order, with their type, help and labels;

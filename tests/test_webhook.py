@@ -6,6 +6,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from exporter.metrics import families
 from exporter.stores.sqlite import SQLiteStore
 from tests.conftest import FAILURE_FLOW, SUCCESS_FLOW, Clock, MakeClient, fixture_bytes
 from tests.payload_builders import alert, body, legacy, run_object
@@ -198,9 +199,8 @@ async def test_validation_message_is_not_counted(make_client: MakeClient) -> Non
     url = "https://csm.adobe.io/csm/registrations/validate?id=a&challenge=b"
     response = await post(client, body({"validationUrl": url}))
     assert response.status == 200
-    for kind in ("run", "start", "alert", "other_service", "unknown"):
-        for outcome in ("recorded", "duplicate", "dead_lettered", "ignored"):
-            assert notifications(registry, kind, outcome) == 0
+    for kind, outcome in families.NOTIFICATIONS.children():
+        assert notifications(registry, kind, outcome) == 0
 
 
 async def test_other_services_are_ignored(make_client: MakeClient) -> None:

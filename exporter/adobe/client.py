@@ -309,15 +309,9 @@ class AdobeClient:
     ) -> None:
         self._on_request(api, result)
         # The path only: the query may hold a journal position, and headers hold the token.
-        logger.debug(
-            "adobe request api=%s method=%s path=%s status=%s result=%s seconds=%.3f",
-            api,
-            method,
-            url.path,
-            status if status is not None else "-",
-            result,
-            time.monotonic() - started,
-        )
+        request = {"api": api.value, "method": method, "path": url.path, "status": status}
+        seconds = round(time.monotonic() - started, 3)
+        logger.debug("adobe request", extra={**request, "result": result.value, "seconds": seconds})
 
     async def _exchange(
         self,

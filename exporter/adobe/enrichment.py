@@ -193,9 +193,9 @@ class FlowEnricher:
         left_out = await self._recorder.apply_enrichment(enrichments, now)
         if left_out and not self._capped:
             log.warning(
-                "flow cap reached: flows Flow Service lists are left untracked count=%d"
+                "flow cap reached: flows Flow Service lists are left untracked"
                 " (AEP_EXPORTER_MAX_FLOWS)",
-                left_out,
+                extra={"count": left_out},
             )
         self._capped = left_out > 0
 

@@ -332,7 +332,9 @@ class TokenProvider:
         self._failure = None
         self._next_attempt = 0.0
         self._transient_failures = 0
-        self._log_state("ok", logging.INFO, f"IMS token obtained expires_in={lifetime:.0f}s")
+        self._log_state(
+            "ok", logging.INFO, "IMS token obtained", expires_in_seconds=round(lifetime)
+        )
         self._on_expiry(self._expires_at)
         return token
 
@@ -361,15 +363,19 @@ class TokenProvider:
             self._failure = _Failure(TokenUnavailable, message, exc.result, exc.status)
         self._next_attempt = now + delay
         state = f"{'refused' if refused else 'unavailable'}:{exc.result}:{exc.status}"
-        self._log_state(state, logging.WARNING, f"{message}; next attempt in {delay:.1f}s")
+        headline = "IMS refused the token request" if refused else "no IMS token"
+        failure = {"error": message, "result": exc.result.value, "status": exc.status}
+        self._log_state(
+            state, logging.WARNING, headline, **failure, next_attempt_seconds=round(delay, 1)
+        )
 
-    def _log_state(self, state: str, level: int, message: str) -> None:
+    def _log_state(self, state: str, level: int, message: str, **fields: object) -> None:
         # Once per change of state: a failing IMS must not fill the log with one line per try.
         if state != self._logged_state:
-            logger.log(level, "%s", message)
+            logger.log(level, message, extra=fields)
             self._logged_state = state
         else:
-            logger.debug("%s", message)
+            logger.debug(message, extra=fields)
 
 
 def _consume_outcome(task: asyncio.Task[str]) -> None:

@@ -25,7 +25,7 @@ class PollState:
     def succeeded(self) -> None:
         """The task worked; logs the recovery if it was failing."""
         if self.failing is not None:
-            log.info("adobe %s ok again", self.task)
+            log.info("adobe task ok again", extra={"task": self.task})
             self.failing = None
 
     def failed(self, exc: Exception) -> None:
@@ -37,12 +37,13 @@ class PollState:
         else:
             state, level = f"unexpected:{type(exc).__name__}", logging.ERROR
         if state == self.failing:
-            log.debug("adobe %s still failing: %s", self.task, exc)
+            log.debug("adobe task still failing", extra={"task": self.task, "error": str(exc)})
             return
         self.failing = state
         # AdobeError messages carry no secret, token or query (exporter.adobe.client); for the
         # unexpected, the type and message only, no traceback with local values.
-        log.log(level, "adobe %s failing: %s: %s", self.task, type(exc).__name__, exc)
+        failure = {"task": self.task, "error_type": type(exc).__name__, "error": str(exc)}
+        log.log(level, "adobe task failing", extra=failure)
 
 
 async def run_every(

@@ -124,23 +124,22 @@ class RegistrationWatcher:
         previous, self._current = self._current, registration
         if previous != registration:
             self._export(previous, registration)
-            log.info(
-                "registration registration_id=%s webhook_status=%s enabled=%s delivery_type=%s"
-                " event_delivery_format=%s healthy=%s",
-                registration.registration_id,
-                registration.webhook_status or "-",
-                registration.enabled or "-",
-                registration.delivery_type or "-",
-                ",".join(registration.delivery_formats) or "-",
-                registration.healthy,
-            )
+            state = {
+                "registration_id": registration.registration_id,
+                "webhook_status": registration.webhook_status,
+                "enabled": registration.enabled,
+                "delivery_type": registration.delivery_type,
+                "event_delivery_format": ",".join(registration.delivery_formats),
+                "healthy": registration.healthy,
+            }
+            log.info("registration", extra=state)
         status = registration.webhook_status
         if not registration.known_status and status not in self._unknown_logged:
             self._unknown_logged.add(status)
             log.warning(
-                "registration webhook_status=%s is a value the exporter does not know;"
-                " counted unhealthy",
-                status or "(empty)",
+                "registration webhook_status is a value the exporter does not know; counted"
+                " unhealthy",
+                extra={"webhook_status": status},
             )
         self._on_success()
 

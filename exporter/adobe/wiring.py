@@ -112,10 +112,10 @@ def build_adobe(
             healthy=metrics.registration_healthy,
             on_success=succeeded(PollTask.REGISTRATION),
         )
-    log.info(
-        "adobe apis on flow_enrichment=%s registration=%s sandboxes=%s",
-        "on" if services.enricher is not None else "off",
-        "on" if services.registration is not None else "off",
-        ",".join(settings.sandboxes) or "(seen in notifications or the catalogue)",
-    )
+    apis = {
+        "flow_enrichment": "on" if services.enricher is not None else "off",
+        "registration": "on" if services.registration is not None else "off",
+        "sandboxes": ",".join(settings.sandboxes) or "(seen in notifications or the catalogue)",
+    }
+    log.info("adobe apis on", extra=apis)
     return services

@@ -16,7 +16,7 @@ from exporter.config import Settings, split_host_port
 from exporter.domain import ExporterError
 from exporter.http.app import EXPORTER, create_app, create_metrics_app
 from exporter.http.webconfig import load_web_config
-from exporter.logs import configure_logging
+from exporter.logs import AccessLog, configure_logging
 from exporter.service import Exporter
 from exporter.stores.protocol import StoreCorrupt
 
@@ -42,12 +42,14 @@ async def _serve(settings: Settings) -> None:
         )
 
     runners: list[web.AppRunner] = []
+    access_log = logging.getLogger("exporter.access") if settings.access_log else None
     host, port = split_host_port(settings.listen_address)
     # keepalive_timeout starts when a connection opens: it also ends slow-header connections.
     main_runner = web.AppRunner(
         app,
         handle_signals=False,
-        access_log=None,
+        access_log=access_log,
+        access_log_class=AccessLog,
         shutdown_timeout=settings.shutdown_grace,
         keepalive_timeout=settings.idle_timeout,
     )
@@ -55,20 +57,22 @@ async def _serve(settings: Settings) -> None:
     runners.append(main_runner)
     # Without a separate metrics listener the web config's TLS covers the one listener.
     await web.TCPSite(main_runner, host or None, port, ssl_context=None if split else tls).start()
-    log.info("listening address=%s webhook=%s", settings.listen_address, settings.webhook_path)
+    listening = {"address": settings.listen_address, "webhook": settings.webhook_path}
+    log.info("listening", extra=listening)
     if split:
         metrics_app = create_metrics_app(app, web_config=web_config)
         metrics_runner = web.AppRunner(
             metrics_app,
             handle_signals=False,
-            access_log=None,
+            access_log=access_log,
+            access_log_class=AccessLog,
             keepalive_timeout=settings.idle_timeout,
         )
         await metrics_runner.setup()
         runners.append(metrics_runner)
         m_host, m_port = split_host_port(settings.metrics_listen_address)
         await web.TCPSite(metrics_runner, m_host or None, m_port, ssl_context=tls).start()
-        log.info("metrics listening address=%s", settings.metrics_listen_address)
+        log.info("metrics listening", extra={"address": settings.metrics_listen_address})
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,7 +80,7 @@ async def _serve(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(exporter))
     await stop.wait()
-    log.info("shutting down grace_seconds=%g", settings.shutdown_grace)
+    log.info("shutting down", extra={"grace_seconds": settings.shutdown_grace})
     # Stop accepting, let in-flight deliveries finish, then close the store (cleanup_ctx).
     for runner in reversed(runners):
         await runner.cleanup()
@@ -87,7 +91,8 @@ def _reload(exporter: Exporter) -> None:
     try:
         exporter.reload_catalogue()
     except ExporterError as exc:
-        log.error("catalogue reload failed; keeping the previous one: %s", exc)  # noqa: TRY400
+        failed = {"error": str(exc)}  # one line, never a traceback
+        log.error("catalogue reload failed; keeping the previous one", extra=failed)  # noqa: TRY400
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -99,6 +104,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             asyncio.run(_serve(settings))
     except StoreCorrupt as exc:
         # One line in the configured log format, with the recovery steps; never a traceback.
-        log.error("refusing to start: %s", exc)  # noqa: TRY400
+        log.error("refusing to start", extra={"error": str(exc)})  # noqa: TRY400
         return 1
     return 0

@@ -145,6 +145,7 @@ class LoggingSettings(SettingsGroup):
 
     log_format: Literal["json", "logfmt"] = Field("json", description="json or logfmt")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="")
+    access_log: bool = Field(False, description="one log line per answered request")
 
 
 class MetricsSettings(SettingsGroup):

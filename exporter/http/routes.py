@@ -81,7 +81,8 @@ async def reload(request: web.Request) -> web.Response:
     try:
         request.app[EXPORTER].reload_catalogue()
     except CatalogueError as exc:
-        log.error("catalogue reload failed; keeping the previous one: %s", exc)  # noqa: TRY400
+        failed = {"error": str(exc)}  # one line, never a traceback
+        log.error("catalogue reload failed; keeping the previous one", extra=failed)  # noqa: TRY400
         return web.Response(status=500, text=f"{exc}\n")
     return web.Response(text="reloaded\n")
 

@@ -297,13 +297,13 @@ def load_web_config(path: Path) -> WebConfig:
     )
     config.ssl_context()  # the certificate, key and CA fail here, at start, not at first scrape
     if parsed.tls_server_config.curve_preferences:
-        log.warning(
-            "web config setting ignored: path=%s field=curve_preferences "
-            "reason=Python's ssl cannot set a curve preference list",
-            path,
-        )
+        reason = "Python's ssl cannot set a curve preference list"
+        ignored = {"path": str(path), "field": "curve_preferences", "reason": reason}
+        log.warning("web config setting ignored", extra=ignored)
     if config.auth_enabled and config.tls is None:
-        log.warning("basic auth without TLS sends passwords in clear text: path=%s", path)
+        log.warning(
+            "basic auth without TLS sends passwords in clear text", extra={"path": str(path)}
+        )
     return config
 
 

@@ -57,6 +57,8 @@ class Family:
     labels: tuple[Label, ...] = ()
     # Upper bounds of a histogram whose buckets are fixed (empty when configured or no histogram).
     buckets: tuple[float, ...] = ()
+    # Where only some pairs of two bounded labels can happen: (first, second, the pairs).
+    reachable: tuple[str, str, frozenset[tuple[str, str]]] | None = None
 
     @property
     def label_names(self) -> tuple[str, ...]:
@@ -77,11 +79,17 @@ class Family:
         return next(each.values for each in self.labels if each.name == label)
 
     def children(self) -> list[tuple[str, ...]]:
-        """Label-value combinations a counter exists with from the start: all, if all bounded."""
+        """Label-value combinations a counter exists with from the start: every reachable one,
+        if all its labels are bounded (a child that can never move would only be noise)."""
         bounded = all(label.values for label in self.labels)
         if self.type != "counter" or not self.labels or not bounded:
             return []
-        return list(itertools.product(*(label.values for label in self.labels)))
+        combinations = itertools.product(*(label.values for label in self.labels))
+        if self.reachable is None:
+            return list(combinations)
+        first, second, pairs = self.reachable
+        i, j = self.label_names.index(first), self.label_names.index(second)
+        return [values for values in combinations if (values[i], values[j]) in pairs]
 
 
 OUTCOMES = _values(Outcome)
@@ -197,6 +205,19 @@ FLOW_FAMILIES: tuple[Family, ...] = (
     FLOW_ENABLED,
 )
 
+# What the recorder can answer for each kind of document (recorder.Recorder._apply): a flow
+# document is recorded or a duplicate, another service's is ignored, an unknown one is stored.
+NOTIFICATION_OUTCOMES = frozenset(
+    (kind.value, outcome.value)
+    for kinds, outcome in (
+        ((DocumentKind.RUN, DocumentKind.START, DocumentKind.ALERT), Result.RECORDED),
+        ((DocumentKind.OTHER_SERVICE,), Result.IGNORED),
+        ((DocumentKind.UNKNOWN,), Result.DEAD_LETTERED),
+        (tuple(DocumentKind), Result.DUPLICATE),
+    )
+    for kind in kinds
+)
+
 # The exporter about itself (no flow labels), created as prometheus_client objects in this
 # order; counters exist with every combination of their bounded label values from the start.
 NOTIFICATIONS = Family(
@@ -207,6 +228,7 @@ NOTIFICATIONS = Family(
         Label("kind", _values(DocumentKind, DocumentKind.VALIDATION)),
         Label("outcome", _values(Result, Result.VALIDATION)),
     ),
+    reachable=("kind", "outcome", NOTIFICATION_OUTCOMES),
 )
 REQUESTS_REJECTED = Family(
     "aep_exporter_requests_rejected",
@@ -276,7 +298,12 @@ BUILD_INFO = Family(
     "aep_exporter_build_info",
     "gauge",
     "Build information; always 1.",
-    (Label("version"), Label("verification", ("on", "off"))),
+    (
+        Label("version"),
+        Label("verification", ("on", "off")),
+        Label("revision"),
+        Label("python_version"),
+    ),
 )
 # Only with the Adobe API features configured (exporter.adobe.settings).
 ADOBE_REQUESTS = Family(

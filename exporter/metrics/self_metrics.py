@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Collection, Iterator
+from importlib import resources
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics import MetricWrapperBase
@@ -16,6 +18,15 @@ from exporter import __version__
 from exporter.adobe.client import AdobeApi, RequestResult
 from exporter.metrics import families as fam
 from exporter.metrics.families import Family
+
+
+def source_revision() -> str:
+    """The commit the package was built from: exporter/REVISION, which the image build writes."""
+    try:
+        text = resources.files("exporter").joinpath("REVISION").read_text().strip()
+    except FileNotFoundError:
+        return "unknown"
+    return text or "unknown"
 
 
 def counter(registry: CollectorRegistry, family: Family) -> Counter:
@@ -77,6 +88,9 @@ class SelfMetrics(Collector):
         verification_on: bool,
         adobe_apis: Collection[AdobeApi] = (),
     ) -> None:
+        # No `_created` series for these: a start time per child that nothing queries, doubling
+        # the series count. The switch is process-wide; the flow families render their own.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.notifications = counter(registry, fam.NOTIFICATIONS)
         self.rejected = counter(registry, fam.REQUESTS_REJECTED)
         self.recipient_missing = counter(registry, fam.RECIPIENT_MISSING)
@@ -97,7 +111,9 @@ class SelfMetrics(Collector):
         self.leader = gauge(registry, fam.LEADER)
         self.build_info = gauge(registry, fam.BUILD_INFO)
         on, off = fam.BUILD_INFO.values("verification")
-        self.build_info.labels(__version__, on if verification_on else off).set(1)
+        verification = on if verification_on else off
+        build = (__version__, verification, source_revision(), platform.python_version())
+        self.build_info.labels(*build).set(1)
         if adobe_apis:
             self._adobe(registry, adobe_apis)
         own: list[Collector] = [

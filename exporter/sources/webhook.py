@@ -14,6 +14,7 @@ from collections.abc import Callable
 from aiohttp import hdrs, web
 
 from exporter.ingest import Delivery, Pipeline, Source
+from exporter.logs import RateLimitedLog
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.rejections import Rejected, Rejection
 from exporter.sources.body import BodyReader
@@ -42,6 +43,8 @@ _TEXT = {
 }
 # Retry-After on a 503: Adobe retries anyway; this paces other senders.
 _RETRY_AFTER = {Rejection.TOO_MANY_IN_FLIGHT: "5"}
+# Sender-controlled text in a refusal line is cut here.
+MAX_LOGGED_CHARS = 200
 
 
 class WebhookSource:
@@ -73,6 +76,8 @@ class WebhookSource:
         self._clock = clock
         self.in_flight = 0
         self._last_unsigned_warning = -UNSIGNED_WARNING_INTERVAL
+        # Anyone can make refusals: 10 lines per reason a minute, then one summary line.
+        self._refusals = RateLimitedLog(log, "delivery refusals suppressed")
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """POST: a delivery; GET: the registration challenge (protocol notes §1.1)."""
@@ -83,6 +88,7 @@ class WebhookSource:
             return web.Response(text=challenge, content_type="text/plain")
         if request.method != hdrs.METH_POST:
             self._metrics.rejected.labels(Rejection.METHOD_NOT_ALLOWED.value).inc()
+            self._log_refusal(request, Rejection.METHOD_NOT_ALLOWED, 405, request.method)
             raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
 
         started = time.perf_counter()
@@ -91,7 +97,7 @@ class WebhookSource:
         try:
             return await self._deliver(request)
         except Rejected as rejected:
-            return self._refuse(rejected)
+            return self._refuse(rejected, request)
         finally:
             self._metrics.delivery_duration.observe(time.perf_counter() - started)
 
@@ -124,13 +130,31 @@ class WebhookSource:
         ingested = await self._pipeline.ingest_body(body, delivery)
         return web.json_response({"status": "ok", "documents": ingested.summary()})
 
-    def _refuse(self, rejected: Rejected) -> web.Response:
+    def _refuse(self, rejected: Rejected, request: web.Request) -> web.Response:
         reason = rejected.reason
         self._metrics.rejected.labels(reason.value).inc()
         status = _STATUS.get(reason, 401)
+        self._log_refusal(request, reason, status, rejected.detail)
         headers = {"Retry-After": _RETRY_AFTER.get(reason, "30")} if status == 503 else None
         text = _TEXT.get(reason, rejected.detail)
         return web.Response(status=status, text=text + "\n", headers=headers)
+
+    def _log_refusal(
+        self, request: web.Request, reason: Rejection, status: int, detail: str
+    ) -> None:
+        """One WARNING line per refusal, rate-limited per reason."""
+        headers = request.headers
+        self._refusals.log(
+            logging.WARNING,
+            reason.value,
+            {"reason": reason.value},
+            "delivery refused",
+            status=status,
+            peer=request.remote,
+            forwarded_for=headers.get("X-Forwarded-For", "")[:MAX_LOGGED_CHARS],
+            event_id=headers.get("x-adobe-event-id", "")[:MAX_LOGGED_CHARS],
+            detail=detail[:MAX_LOGGED_CHARS],
+        )
 
     def _warn_unsigned(self) -> None:
         """Warn that an unsigned delivery was accepted, at most once a minute."""

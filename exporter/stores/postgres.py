@@ -76,7 +76,9 @@ class PostgresStore:
                     for statement in MIGRATIONS[target]:
                         conn.execute(statement)
                     conn.execute("UPDATE exporter_schema SET version = %s", (target + 1,))
-                    log.info("state store migrated schema=%d url=%s", target + 1, self.location)
+                    log.info(
+                        "state store migrated", extra={"schema": target + 1, "url": self.location}
+                    )
         except psycopg.Error as exc:
             self.close()
             raise self._unavailable("cannot open state store", exc) from exc

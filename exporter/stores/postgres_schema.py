@@ -94,7 +94,7 @@ class AdvisoryLeaderLock:
                 self._held = bool(row.fetchone()[0])  # type: ignore[index]
         except psycopg.Error as exc:
             if self._held:
-                log.warning("leader lock connection lost: %s", type(exc).__name__)
+                log.warning("leader lock connection lost", extra={"error": type(exc).__name__})
             self.release()
             return False
         return self._held

@@ -123,7 +123,7 @@ class SQLiteStore:
                 for statement in MIGRATIONS[target]:
                     self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version={target + 1}")
-            log.info("state store migrated schema=%d path=%s", target + 1, self.path)
+            log.info("state store migrated", extra={"schema": target + 1, "path": str(self.path)})
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -89,7 +89,7 @@ def _load_pinned(directory: Path) -> dict[str, RSAPublicKey]:
             raise ExporterError(f"cannot read pinned key {file}: {exc.strerror}") from None
         except ValueError as exc:
             raise ExporterError(f"bad pinned key {exc}") from None
-    log.info("pinned public keys loaded dir=%s names=%s", directory, ",".join(keys) or "-")
+    log.info("pinned public keys loaded", extra={"dir": str(directory), "names": list(keys)})
     return keys
 
 
@@ -189,11 +189,8 @@ class PublicKeyStore:
         # Not fetched at all: a 503, so a real new key is delivered on Adobe's retry.
         if now - self._last_bound_warning >= BOUND_WARNING_INTERVAL:
             self._last_bound_warning = now
-            log.warning(
-                "unknown public key paths are being refused: more than %d fetched within %gs",
-                self._max_unknown,
-                NEGATIVE_CACHE_SECONDS,
-            )
+            bound = {"max_unknown": self._max_unknown, "within_seconds": NEGATIVE_CACHE_SECONDS}
+            log.warning("unknown public key paths are being refused", extra=bound)
         raise KeyUnavailable(f"public key {path} not fetched: too many unknown key paths")
 
     async def _fetch(self, path: str, *, unknown: bool) -> RSAPublicKey:
@@ -202,14 +199,14 @@ class PublicKeyStore:
             key = load_rsa_public_key(pem, source=path)
         except (KeyUnavailable, ValueError) as exc:
             self._on_fetch(KeyFetchResult.ERROR)
-            log.warning("public key fetch failed path=%s error=%s", path, exc)
+            log.warning("public key fetch failed", extra={"path": path, "error": str(exc)})
             _bounded_put(
                 self._failed, path, self._clock() + NEGATIVE_CACHE_SECONDS, MAX_REMEMBERED_FAILURES
             )
             raise KeyUnavailable(f"public key {path} unavailable: {exc}") from None
         else:
             self._on_fetch(KeyFetchResult.OK)
-            log.info("public key fetched path=%s", path)
+            log.info("public key fetched", extra={"path": path})
             self._failed.pop(path, None)
             expires_at = self._clock() + self._cache_ttl
             _bounded_put(self._cached, path, (expires_at, key), MAX_CACHED_KEYS)

@@ -79,7 +79,7 @@ class DeliveryVerifier:
             except KeyUnavailable as exc:
                 # Adobe retries a 5xx for 24 h (protocol notes §1.5): the key host may come back.
                 key_missing = True
-                log.debug("signature %d not checked: %s", number, exc)
+                log.debug("signature not checked", extra={"number": number, "error": str(exc)})
         if key_missing:
             raise Rejected(Rejection.KEY_UNAVAILABLE, "a signing key could not be fetched")
         raise Rejected(Rejection.BAD_SIGNATURE, "no digital signature verifies")
@@ -101,12 +101,12 @@ class DeliveryVerifier:
         try:
             key = await self._keys.get(path)
         except KeyPathRejected as exc:
-            log.debug("%s", exc)
+            log.debug("signature key path refused", extra={"error": str(exc)})
             return False
         try:
             key.verify(signature_bytes, await digest.value(), _PADDING, _PREHASHED)
         except (InvalidSignature, ValueError):
-            log.debug("signature does not verify with key path=%s", path)
+            log.debug("signature does not verify with key", extra={"path": path})
             return False
         return True
 

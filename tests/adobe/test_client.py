@@ -27,6 +27,7 @@ from exporter.adobe.client import (
 )
 from exporter.adobe.fake import DROP, HANG, Answer, FakeAdobe
 from tests.adobe.conftest import MakeAdobeClient, WallClock
+from tests.support import log_text
 
 FLOWS = AdobeApi.FLOW_SERVICE
 Counted = list[tuple[AdobeApi, RequestResult]]
@@ -331,7 +332,8 @@ async def test_request_headers_never_reach_the_log(
             flows_url(fake) + "?position=secret-position",
             headers={"Authorization": "Bearer token-Q7w"},
         )
-    assert "result=unauthorized" in caplog.text
-    for text in (caplog.text, str(caught.value), repr(caught.value)):
+    logged = log_text(caplog.records)
+    assert "result=unauthorized" in logged
+    for text in (logged, str(caught.value), repr(caught.value)):
         assert "token-Q7w" not in text
         assert "secret-position" not in text

@@ -23,6 +23,7 @@ from exporter.adobe.ims import (
 from exporter.adobe.settings import AdobeSettings
 from tests.adobe.conftest import MakeTokens, WallClock
 from tests.adobe.test_client import closed_port
+from tests.support import log_text
 
 FLOWS = AdobeApi.FLOW_SERVICE
 Counted = list[tuple[AdobeApi, RequestResult]]
@@ -352,7 +353,12 @@ async def test_secret_and_token_never_reach_logs_errors_or_repr(
     fake.revoke_tokens()
     await list_flows(fake, tokens)
     assert fake.tokens_issued == 2
-    texts = [caplog.text, repr(tokens), *(str(e) for e in errors), *(repr(e) for e in errors)]
+    texts = [
+        log_text(caplog.records),
+        repr(tokens),
+        *(str(e) for e in errors),
+        *(repr(e) for e in errors),
+    ]
     for text in texts:
         assert secret not in text
         assert token not in text

@@ -98,8 +98,8 @@ def test_no_secret_or_token_in_any_log_line(fake_thread: FakeAdobeThread, tmp_pa
         wait_for(lambda: (done, (("task", "flows"),)) in process.metrics(), "a flow refresh", 20.0)
         assert (done, (("task", "registration"),)) in process.metrics()
     log = process.log_path.read_text()
-    assert "adobe flow refresh failing" in log
-    assert "adobe flow refresh ok again" in log
+    assert 'msg="adobe task failing" task="flow refresh"' in log
+    assert 'msg="adobe task ok again" task="flow refresh"' in log
     assert "wobbly" in log
     assert fake.client_secret not in log
     assert fake.tokens_issued >= 1

@@ -11,6 +11,7 @@ import pytest
 
 from exporter.adobe.client import AdobeApi, AdobeServerError, AdobeThrottled, RequestResult
 from exporter.adobe.polling import PollState, run_every
+from exporter.logs import fields
 
 
 def server_error() -> AdobeServerError:
@@ -51,19 +52,16 @@ async def test_state_changes_are_logged_once_not_per_attempt(
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-    lines = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.INFO]
+    lines = [(r.levelname, r.getMessage(), fields(r)) for r in caplog.records if r.levelno >= 20]
+    named = {"task": "flow refresh"}
+    failing = {**named, "error_type": "AdobeServerError"}
+    failing["error"] = "flow_service GET /flows: HTTP 503"
     assert lines == [
-        (
-            "WARNING",
-            "adobe flow refresh failing: AdobeServerError: flow_service GET /flows: HTTP 503",
-        ),
-        ("INFO", "adobe flow refresh ok again"),
-        (
-            "WARNING",
-            "adobe flow refresh failing: AdobeServerError: flow_service GET /flows: HTTP 503",
-        ),
-        ("ERROR", "adobe flow refresh failing: KeyError: 'x'"),
-        ("INFO", "adobe flow refresh ok again"),
+        ("WARNING", "adobe task failing", failing),
+        ("INFO", "adobe task ok again", named),
+        ("WARNING", "adobe task failing", failing),
+        ("ERROR", "adobe task failing", {**named, "error_type": "KeyError", "error": "'x'"}),
+        ("INFO", "adobe task ok again", named),
     ]
 
 

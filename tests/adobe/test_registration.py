@@ -13,6 +13,7 @@ from exporter.adobe.fake import FakeAdobe
 from exporter.adobe.registration import RegistrationWatcher
 from tests.adobe.conftest import adobe_settings, until
 from tests.conftest import MakeClient
+from tests.support import log_text
 
 REGISTRATION_ID = "d1c2b3a4-0000-4000-8000-000000000001"
 
@@ -63,7 +64,7 @@ async def test_an_enabled_verified_registration_is_healthy(
     assert series(registry, "aep_events_registration_healthy") == [
         ({"registration_id": REGISTRATION_ID}, 1.0)
     ]
-    assert "event_delivery_format=adobe_io" in caplog.text
+    assert "event_delivery_format=adobe_io" in log_text(caplog.records)
 
 
 async def test_a_change_replaces_the_info_series(make_client: MakeClient, fake: FakeAdobe) -> None:
@@ -101,7 +102,7 @@ async def test_an_unknown_status_is_unhealthy_and_logged_once(
     await watcher.poll()
     await watcher.poll()
     assert series(registry, "aep_events_registration_healthy")[0][1] == 0.0
-    warnings = [r for r in caplog.records if "wobbly" in r.getMessage()]
+    warnings = [r for r in caplog.records if "wobbly" in log_text([r])]
     assert len(warnings) == 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 import tomllib
 from collections.abc import Callable, Coroutine
@@ -63,7 +64,8 @@ def test_parser_joins_continuations_and_drops_comments() -> None:
 def test_build_has_a_builder_stage_and_a_runtime_stage_with_only_the_venv(
     dockerfile: list[Instruction],
 ) -> None:
-    """A builder installs into /opt/venv; the python:3.11-slim runtime copies only that venv."""
+    """A builder installs into /opt/venv; the runtime (python:3.11-slim, pinned) copies only
+    that venv."""
     builder, runtime = stages(dockerfile)
     assert builder[0].words()[1:] == ["AS", "builder"]
     assert any("pip install" in i.arguments for i in builder if i.keyword == "RUN")
@@ -72,8 +74,21 @@ def test_build_has_a_builder_stage_and_a_runtime_stage_with_only_the_venv(
     ]
     assert not any("pip" in i.arguments for i in runtime if i.keyword == "RUN")
     base = next(i for i in dockerfile if i.keyword == "ARG" and i.arguments.startswith("PYTHON"))
-    assert base.arguments == "PYTHON_IMAGE=python:3.11-slim"
+    name, _, digest = base.arguments.partition("@")
+    assert name == "PYTHON_IMAGE=python:3.11-slim"
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest), "the base is pinned by digest"
     assert builder[0].words()[0] == runtime[0].words()[0] == "${PYTHON_IMAGE}"
+
+
+def test_image_carries_the_oci_labels(dockerfile: list[Instruction]) -> None:
+    """source, version, revision and licenses are labelled; version and revision are build
+    arguments, and the licence is the project's."""
+    label = final(dockerfile, "LABEL").arguments
+    labels = dict(re.findall(r'org\.opencontainers\.image\.(\w+)="([^"]*)"', label))
+    assert labels["source"].startswith("https://")
+    assert (labels["version"], labels["revision"]) == ("${VERSION}", "${REVISION}")
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert labels["licenses"] == project["project"]["license"]
 
 
 def test_image_runs_as_a_fixed_numeric_non_root_user(dockerfile: list[Instruction]) -> None:

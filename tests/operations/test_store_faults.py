@@ -83,5 +83,5 @@ async def test_full_disk_keeps_readiness_down_until_commits_succeed(tmp_path: Pa
         assert samples[("aep_flow_runs_total", flow)] == 1
         assert service.terminate() == 0
     log = service.log_path.read_text()
-    assert log.count("state store unavailable") == 1, log
+    assert log.count('msg="state store unavailable; answering 503') == 1, log
     assert log.count("writable again") == 1, log

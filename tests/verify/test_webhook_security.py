@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import platform
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from multidict import CIMultiDict
 from prometheus_client import CollectorRegistry
 
 from exporter import __version__
+from exporter.metrics.self_metrics import source_revision
 from tests.conftest import SUCCESS_FLOW, AppClient, MakeClient, fixture_bytes
 from tests.verify.conftest import KEY1_PATH, KEY2_PATH, KeyServer, SigningKeys, signed_headers
 
@@ -465,9 +467,12 @@ async def test_the_challenge_needs_no_signature(
 async def test_build_info_names_the_verification_mode(
     make_verified_client: MakeClient, insecure: bool, verification: str
 ) -> None:
-    """aep_exporter_build_info carries verification="on", or "off" in insecure mode."""
+    """aep_exporter_build_info carries verification="on", or "off" in insecure mode, beside the
+    revision ("unknown" outside an image build) and the Python version."""
     _, registry, _ = await make_verified_client(insecure_accept_unsigned=insecure)
-    labels = {"version": __version__, "verification": verification}
+    build = {"version": __version__, "revision": source_revision()}
+    build["python_version"] = platform.python_version()
+    labels = {**build, "verification": verification}
     assert registry.get_sample_value("aep_exporter_build_info", labels) == 1
-    other = {"version": __version__, "verification": "off" if verification == "on" else "on"}
+    other = {**build, "verification": "off" if verification == "on" else "on"}
     assert registry.get_sample_value("aep_exporter_build_info", other) is None

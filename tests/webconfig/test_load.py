@@ -11,6 +11,7 @@ import pytest
 
 from exporter.domain import ExporterError
 from exporter.http.webconfig import WebConfigError, load_web_config
+from tests.support import log_text
 from tests.webconfig.conftest import PKI
 
 TLS = """\
@@ -325,7 +326,7 @@ def test_ignored_settings_are_logged(
     caplog.set_level(logging.WARNING, logger="exporter.http.webconfig")
     load_web_config(write_config(TLS + "  curve_preferences: [X25519, CurveP256]\n"))
     load_web_config(write_config(f"basic_auth_users:\n  bob: '{password_hashes['bob']}'\n"))
-    messages = [record.getMessage() for record in caplog.records]
+    messages = log_text(caplog.records).splitlines()
     assert any("field=curve_preferences" in message for message in messages)
     assert any("basic auth without TLS" in message for message in messages)
     assert not any(password_hashes["bob"] in message for message in messages)
