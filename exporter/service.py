@@ -89,7 +89,10 @@ def build_exporter(
 ) -> Exporter:
     """Wire the parts from settings; nothing is started or opened yet."""
     metrics = SelfMetrics(
-        registry, verification_on=settings.verification_on, adobe_apis=settings.adobe_apis
+        registry,
+        verification_on=settings.verification_on,
+        adobe_apis=settings.adobe_apis,
+        sources=settings.sources,
     )
     recorder = build_recorder(settings, lambda ready: metrics.store_ready.set(1 if ready else 0))
     keys: PublicKeyStore | None = None
@@ -126,6 +129,7 @@ def build_exporter(
         settings,
         metrics,
         recorder,
+        pipeline,
         flow_ttl=settings.flow_ttl,
         catalogued=lambda: exporter.catalogue.entries,
         clock=clock,
@@ -182,6 +186,22 @@ async def _watch_store(recorder: Recorder) -> None:
             await recorder.probe()
 
 
+def start_pollers(exporter: Exporter) -> None:
+    """Start the Adobe pollers: enrichment, registration, journal, reconciliation.
+
+    The one place they start (with stop_pollers the one place they stop): whatever decides
+    that this process may poll Adobe and write what it finds wraps these two.
+    """
+    if exporter.adobe is not None:
+        exporter.adobe.start()
+
+
+async def stop_pollers(exporter: Exporter) -> None:
+    """Stop the Adobe pollers; a journal page being recorded commits first."""
+    if exporter.adobe is not None:
+        await exporter.adobe.stop_pollers()
+
+
 @contextlib.asynccontextmanager
 async def running(exporter: Exporter) -> AsyncIterator[None]:
     """Open the store and run the background tasks; on exit stop them and close everything."""
@@ -207,8 +227,7 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
             name="exposition-warm",
         ),
     ]
-    if exporter.adobe is not None:
-        exporter.adobe.start()
+    start_pollers(exporter)
     try:
         yield
     finally:
@@ -217,6 +236,7 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await stop_pollers(exporter)
         if exporter.adobe is not None:
             await exporter.adobe.stop()
         if exporter.keys is not None:

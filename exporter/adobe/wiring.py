@@ -10,15 +10,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from exporter.adobe.client import AdobeClient
-from exporter.adobe.enrichment import FlowEnricher
+from exporter.adobe.enrichment import FlowEnricher, known_sandboxes
 from exporter.adobe.flow_service import FlowService
 from exporter.adobe.ims import TokenProvider
 from exporter.adobe.registration import RegistrationWatcher
 from exporter.adobe.settings import AdobeSettings
 from exporter.domain import FlowKey
+from exporter.ingest import Pipeline
 from exporter.metrics.families import PollTask
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.recorder import Recorder
+from exporter.sources.journal import JournalPoller
+from exporter.sources.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +34,34 @@ class AdobeServices:
     tokens: TokenProvider
     enricher: FlowEnricher | None = None
     registration: RegistrationWatcher | None = None
+    journal: JournalPoller | None = None
+    reconciler: Reconciler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self) -> None:
         """Start the pollers as background tasks."""
-        if self.enricher is not None:
-            self._tasks.append(asyncio.create_task(self.enricher.run(), name="flow-enrichment"))
-        if self.registration is not None:
-            self._tasks.append(
-                asyncio.create_task(self.registration.run(), name="registration-health")
-            )
+        pollers = {
+            "flow-enrichment": self.enricher.run if self.enricher else None,
+            "registration-health": self.registration.run if self.registration else None,
+            "journal": self.journal.run if self.journal else None,
+            "reconcile": self.reconciler.run if self.reconciler else None,
+        }
+        for name, run in pollers.items():
+            if run is not None:
+                self._tasks.append(asyncio.create_task(run(), name=name))
 
-    async def stop(self) -> None:
-        """Stop the pollers, then close the token provider and the client."""
+    async def stop_pollers(self) -> None:
+        """Stop the pollers (a page being recorded commits first); start() may run them again."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+
+    async def stop(self) -> None:
+        """Stop the pollers, then close the token provider and the client."""
+        await self.stop_pollers()
         await self.tokens.close()
         await self.client.close()
 
@@ -62,6 +74,7 @@ def build_adobe(
     settings: AdobeSettings,
     metrics: SelfMetrics,
     recorder: Recorder,
+    pipeline: Pipeline,
     *,
     flow_ttl: float,
     catalogued: Callable[[], Iterable[FlowKey]],
@@ -101,10 +114,38 @@ def build_adobe(
             healthy=metrics.registration_healthy,
             on_success=succeeded(PollTask.REGISTRATION),
         )
+    if settings.journal_on:
+        services.journal = JournalPoller(
+            tokens,
+            pipeline,
+            recorder,
+            url=settings.journal_url,
+            start=settings.journal_start,
+            on_success=succeeded(PollTask.JOURNAL),
+            on_reset=metrics.journal_cursor_resets.inc,
+            clock=clock,
+        )
+    if settings.reconcile_on:
+        services.reconciler = Reconciler(
+            FlowService(tokens, settings.platform_url),
+            pipeline,
+            recorder,
+            sandboxes=lambda: known_sandboxes(settings.sandboxes, [*recorder.flows, *catalogued()]),
+            interval=settings.reconcile_interval,
+            window=settings.reconcile_window,
+            on_success=succeeded(PollTask.RECONCILE),
+            clock=clock,
+        )
+
+    def on(service: object) -> str:
+        return "on" if service is not None else "off"
+
     log.info(
-        "adobe apis on flow_enrichment=%s registration=%s sandboxes=%s",
-        "on" if services.enricher is not None else "off",
-        "on" if services.registration is not None else "off",
+        "adobe apis on flow_enrichment=%s registration=%s journal=%s reconcile=%s sandboxes=%s",
+        on(services.enricher),
+        on(services.registration),
+        on(services.journal),
+        on(services.reconciler),
         ",".join(settings.sandboxes) or "(seen in notifications or the catalogue)",
     )
     return services
