@@ -129,11 +129,12 @@ class Reconciler:
         every_flow: bool = False,
         settle: float = SETTLE_SECONDS,
         progress: Callable[[str, Tally], None] = lambda sandbox, tally: None,
+        tally: Tally | None = None,
     ) -> Tally:
-        """Reconcile runs started after `since`; every sandbox is tried, then the first failure
-        is raised. `every_flow` pages every listed flow's runs, even one whose last run is
-        recorded (backfill: runs before the last one may be missing after an outage)."""
-        tally = Tally()
+        """Reconcile runs started after `since`, counting into `tally`; every sandbox is tried,
+        then the first failure is raised. `every_flow` pages every listed flow's runs, even one
+        whose last run is recorded (backfill: earlier runs may be missing after an outage)."""
+        tally = tally if tally is not None else Tally()
         failure: AdobeError | None = None
         for sandbox in sorted(set(self._sandboxes())):
             try:
