@@ -46,3 +46,14 @@ def test_demo_shows_flow_service_names_schedules_and_registration_health(
     )
     assert 'webhook_status="verified"' in out
     assert "aep_events_registration_healthy{" in out
+
+
+def test_demo_shows_notifications_by_source(demo: subprocess.CompletedProcess[str]) -> None:
+    """The journal brings a run and one sample again (a duplicate), reconciliation a run no
+    notification brought: each shows under its source."""
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    shown = 'aep_exporter_notifications_total{kind="run",outcome="%s",source="%s"} 1.0'
+    assert shown % ("recorded", "journal") in out
+    assert shown % ("duplicate", "journal") in out
+    assert shown % ("recorded", "flow_service") in out
