@@ -131,6 +131,9 @@ class JournalPoller:
         self._backoff = backoff
         self.cursor: JournalCursor | None = None
         self.state = PollState("journal")
+        # The seek-back URL of the last 410 until an answer of it succeeds: a 410 to it again
+        # backs off instead of seeking back at full speed.
+        self._recovering: URL | None = None
 
     def start_url(self) -> URL:
         """Where a journal without a stored cursor starts (AEP_EXPORTER_JOURNAL_START)."""
@@ -187,7 +190,7 @@ class JournalPoller:
         try:
             response = await self._tokens.request(AdobeApi.JOURNAL, "GET", url, check=_page_shape)
         except AdobeStatusError as exc:
-            if exc.status != 410:
+            if exc.status != 410 or url == self._recovering:
                 raise
             self._on_reset()
             recovery = self.recovery_url()
@@ -196,7 +199,9 @@ class JournalPoller:
                 recovery.query.get("seek"),
                 self.cursor.position if self.cursor else None,
             )
+            self._recovering = recovery
             return 0.0, recovery
+        self._recovering = None
         following = response.links.get("next")
         if response.status == 204 or not response.data or not response.data["events"]:
             # The end: the position stays; wait as asked (protocol notes §9.3, not as §9.5).

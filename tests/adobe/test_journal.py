@@ -198,3 +198,35 @@ async def test_a_document_for_another_recipient_is_counted_and_skipped(
     rejected = {"reason": "recipient_mismatch"}
     assert registry.get_sample_value("aep_exporter_requests_rejected_total", rejected) == 1
     assert fake.requests_to("journal")[2].query.get("since") == positions[2]
+
+
+async def test_a_410_to_the_seek_back_itself_backs_off(
+    make_client: MakeClient, fake: FakeAdobe, clock: WallClock
+) -> None:
+    """Without a recorded event time the seek goes back the whole 7 days; a 410 to that seek
+    is not reset again at full speed but backed off, then the seek is asked again."""
+    fake.add_journal_events(run_event(1, at=clock() - 60))
+    _, registry, exporter = await make_client(**adobe_settings(fake))
+    assert exporter.adobe is not None
+    expired = Answer(410, b"Events at position x have expired.", {"Content-Type": "text/plain"})
+    fake.script("journal", expired, expired)
+    resets: list[None] = []
+    poller = JournalPoller(
+        exporter.adobe.tokens,
+        exporter.pipeline,
+        exporter.recorder,
+        url=fake.journal_url,
+        on_reset=lambda: resets.append(None),
+        jitter=lambda: 0.5,
+        backoff=(0.3, 1.0),
+    )
+    task = asyncio.create_task(poller.run())
+    try:
+        await until(lambda: runs(registry) == 1, "the event after the seek")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    requests = fake.requests_to("journal")
+    assert [dict(r.query) for r in requests[1:3]] == [{"seek": "-PT604800S"}] * 2
+    assert requests[2].received - requests[1].received >= 0.25
+    assert len(resets) == 1
