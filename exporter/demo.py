@@ -2,13 +2,13 @@
 
 A throwaway RSA key pair stands in for Adobe's: its public half is pinned, its private half signs
 each sample exactly as Adobe I/O Events does (RSA-SHA256 over the raw body, protocol notes §1.3.1).
-The loopback fake of Adobe's APIs (exporter.adobe.fake) stands in for IMS, Flow Service and the
-registration, so flow names, sources, schedules and registration health show without an Adobe
-account. Where Debian's prometheus and prometheus-alertmanager are installed they are started
-too, with the shipped rules and Alertmanager routes. The samples' times (from 2020 to 2023) are
-moved to just now in the bodies posted, so the alerts that fire are the ones the README names,
-not staleness. Everything listens on 127.0.0.1; Ctrl-C or SIGTERM stops every child by its PID
-and removes the temporary directory.
+The loopback fake of Adobe's APIs (exporter.adobe.fake) stands in for IMS, Flow Service, the
+journal and the registration, so flow names, sources, schedules, registration health and the pull
+sources (journal, reconciliation) show without an Adobe account. Where Debian's prometheus and
+prometheus-alertmanager are installed they are started too, with the shipped rules and
+Alertmanager routes. The samples' times (from 2020 to 2023) are moved to just now in the bodies
+posted, so the alerts that fire are the ones the README names, not staleness. Everything listens
+on 127.0.0.1; Ctrl-C or SIGTERM stops every child by its PID and removes the temporary directory.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ TIME_FIELDS = frozenset({
 })  # fmt: skip
 # Epoch values between these are seconds, above them milliseconds; below (0, -1) not times.
 SECONDS_FROM, MILLISECONDS_FROM = 1e9, 1e11
+NOTIFIED = fam.NOTIFICATIONS.sample_names[0]
+WEB_ORDERS = "cf4fce79-8822-456d-8fce-798822556dc6"
+LOYALTY = "7a3e4b1c-0000-4000-8000-0000000005f7"
 SFTP_SPEC_ID = "bf367b0d-3d9b-4060-b67b-0d3d9bd06094"
 HTTP_API_SPEC_ID = "bc7b00d6-623a-4dfc-9fdb-f1240aeadaeb"
 
@@ -218,8 +221,19 @@ def _start_monitoring(
 
 
 def _demo_adobe() -> FakeAdobe:
-    """The fake with a few prod flows (two of them catalogued) and a verified registration."""
+    """The fake with a few prod flows (two of them catalogued), a verified registration, and
+    Flow Service runs of web-orders that no notification brings (reconciliation finds them)."""
     fake = FakeAdobe()
+    fake.journal_retry_after = "2"
+    hour_ago = int((time.time() - 3600) * 1000)
+    missed = documents.run(
+        "demo-run-no-notification", WEB_ORDERS, started_ms=hour_ago, completed_ms=hour_ago + 60_000
+    )
+    running = documents.run(
+        "demo-run-in-progress", WEB_ORDERS, status="inProgress", completed_ms=None
+    )
+    fake.runs["prod"] = [missed, running]
+    last_run = {"id": "demo-run-in-progress", "state": "inProgress", "startedAtUTC": hour_ago}
     streaming = documents.flow(
         "5e1d7a0c-0000-4000-8000-00000000c11c",
         name="Clickstream (HTTP API)",
@@ -228,8 +242,8 @@ def _demo_adobe() -> FakeAdobe:
     )
     fake.flows["prod"] = [
         documents.flow("1c6f1047-dcaf-48fe-af10-47dcaf08feaf", name="crm-accounts-s3"),
-        documents.flow("cf4fce79-8822-456d-8fce-798822556dc6", name="web-orders", frequency="day"),
-        documents.flow("7a3e4b1c-0000-4000-8000-0000000005f7", name="Loyalty members (SFTP)",
+        documents.flow(WEB_ORDERS, name="web-orders", frequency="day", last_run=last_run),
+        documents.flow(LOYALTY, name="Loyalty members (SFTP)",
                        source_spec_id=SFTP_SPEC_ID, frequency="minute", interval="15"),
         documents.flow("9b8c7d6e-0000-4000-8000-0000000000d1", name="Legacy export",
                        state="disabled", frequency="week"),
@@ -255,18 +269,34 @@ def _adobe_environment(fake: FakeAdobe) -> dict[str, str]:
         "AEP_EXPORTER_PLATFORM_URL": fake.base_url,
         "AEP_EXPORTER_SANDBOXES": "prod",
         "AEP_EXPORTER_FLOW_REFRESH_INTERVAL": "10s",
-        "AEP_EXPORTER_RECONCILE_INTERVAL": "0",
+        "AEP_EXPORTER_RECONCILE_INTERVAL": "10s",
+        "AEP_EXPORTER_JOURNAL_URL": fake.journal_url,
+        "AEP_EXPORTER_JOURNAL_START": "latest",
         "AEP_EXPORTER_REGISTRATION_URL": fake.add_registration(documents.registration()),
         "AEP_EXPORTER_REGISTRATION_POLL_INTERVAL": "10s",
     }
 
 
+def _journal_events(samples: Path) -> list[dict[str, object]]:
+    """What the journal holds after the webhook deliveries: one sample again (a duplicate the
+    de-duplication absorbs) and a run only the journal brings."""
+    again = json.loads((samples / "seed_success.json").read_bytes())
+    completed = int((time.time() - 1200) * 1000)
+    only_journal = documents.run("demo-run-journal-only", LOYALTY, completed_ms=completed)
+    only_journal["header"] = {"_adobeio": {"eventCode": "sources_flow_run_success"}}
+    return [again, {"event_id": "demo-journal-event", "event": only_journal}]
+
+
 def _wait_polled(url: str, limit: float = 15.0) -> str:
-    """/metrics once both Adobe pollers succeeded (or the limit passed)."""
+    """/metrics once every Adobe poller succeeded and the journal brought both its events (or
+    the limit passed)."""
     deadline = time.monotonic() + limit
+    tasks = ("flows", "registration", "journal", "reconcile")
+    journal = f'{NOTIFIED}{{kind="run",outcome="%s",source="journal"}} 1.0'
     while True:
         text = _get(url + "/metrics").decode()
-        done = [f'{POLLED}{{task="{task}"}}' in text for task in ("flows", "registration")]
+        done = [f'{POLLED}{{task="{task}"}}' in text for task in tasks]
+        done += [journal % outcome in text for outcome in ("recorded", "duplicate")]
         if all(done) or time.monotonic() > deadline:
             return text
         time.sleep(0.2)
@@ -348,7 +378,7 @@ def _run(
     processes.append(exporter)
     _wait_ready(url, exporter)
     print(f"\nexporter on {url} (signature verification on; state in {work})")
-    print(f"fake Adobe APIs (IMS, Flow Service, registration) on {adobe.fake.base_url}\n")
+    print(f"fake Adobe APIs (IMS, Flow Service, journal, registration) on {adobe.fake.base_url}\n")
     samples = sorted(args.samples.glob("*.json"))
     now = time.time()
     for number, sample in enumerate(samples):
@@ -356,6 +386,7 @@ def _run(
         newest = now - 60 + number
         result = _post_signed(url + "/webhook", key, retimed(sample.read_bytes(), newest))
         print(f"  {sample.name:<34} {result}")
+    adobe.fake.add_journal_events(*_journal_events(args.samples))
     print(f"\nsome of {url}/metrics:")
     metrics = _wait_polled(url).splitlines()
     for line in metrics:
@@ -367,6 +398,11 @@ def _run(
     for line in metrics:
         enriched = line.startswith(ENRICHED) and any(flow in line for flow in listed)
         if enriched or line.startswith(REGISTRATION):
+            print("  " + line)
+    print("\nnotifications by source: the webhook's, the journal's (one of them again: a")
+    print("duplicate, counted once) and reconciliation's run that no notification brought:")
+    for line in metrics:
+        if line.startswith(NOTIFIED) and 'kind="run"' in line and not line.endswith(" 0.0"):
             print("  " + line)
     if not args.no_monitoring:
         ports = (args.prometheus_port, args.alertmanager_port)

@@ -36,6 +36,14 @@ class AlertKind(enum.StrEnum):
     OTHER = "other"
 
 
+class Source(enum.StrEnum):
+    """Where notifications come from (protocol notes §18.13): the `source` label."""
+
+    WEBHOOK = "webhook"
+    JOURNAL = "journal"
+    FLOW_SERVICE = "flow_service"
+
+
 class DocumentKind(enum.StrEnum):
     """`kind` label of aep_exporter_notifications_total (validation messages are never counted)."""
 

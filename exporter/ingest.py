@@ -8,7 +8,6 @@ and counts what it recorded in the self-metrics.
 
 from __future__ import annotations
 
-import enum
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from exporter.domain import (
     FlowRun,
     Outcome,
     Recipients,
+    Source,
     Unrecognized,
     ValidationMessage,
 )
@@ -34,15 +34,9 @@ from exporter.rejections import Rejected, Rejection
 from exporter.stores.protocol import StoreUnavailable
 from exporter.verify.recipients import check_named, check_recipients
 
+__all__ = ["Delivery", "Ingested", "Page", "Pipeline", "RecipientRules", "Source"]
+
 log = logging.getLogger(__name__)
-
-
-class Source(enum.StrEnum):
-    """Where notifications come from (protocol notes §18.13)."""
-
-    WEBHOOK = "webhook"
-    JOURNAL = "journal"
-    FLOW_SERVICE = "flow_service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +66,14 @@ class Ingested:
     def summary(self) -> dict[str, int]:
         """How many documents had each result."""
         return dict(Counter(result.value for result in self.results))
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """What a pull source's page did: its recorded documents' results, and the bodies refused."""
+
+    ingested: Ingested
+    refused: list[Rejection]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +128,35 @@ class Pipeline:
 
     async def ingest(self, documents: Sequence[Document], delivery: Delivery) -> Ingested:
         """Record normalized documents durably and count them; Rejected if they are refused."""
-        if self._recipients.client_ids:
+        self._check_envelopes(documents, delivery)
+        return await self._record(documents, delivery)
+
+    async def ingest_bodies(self, bodies: Sequence[bytes], delivery: Delivery) -> Page:
+        """Ingest a pull source's page: every body, then its cursor, in ONE transaction.
+
+        A body the recipient rules refuse is counted by reason and left out, not retried: the
+        same page would be refused again forever (README "Running without a public endpoint").
+        Rejected only when nothing can be recorded (the store), and then nothing is.
+        """
+        documents: list[Document] = []
+        refused: list[Rejection] = []
+        for body in bodies:
+            try:
+                found = self.documents(body, delivery)
+                self._check_envelopes(found, delivery)
+            except Rejected as exc:
+                if exc.reason is Rejection.INVALID_JSON:
+                    raise  # an unproven source's body; pull sources are proven
+                self._metrics.rejected.labels(exc.reason.value).inc()
+                refused.append(exc.reason)
+                continue
+            documents.extend(found)
+        return Page(await self._record(documents, delivery), refused)
+
+    def _check_envelopes(self, documents: Sequence[Document], delivery: Delivery) -> None:
+        # A Flow Service run answers our own token's query: it has no I/O Events envelope, so
+        # no recipient to check (protocol notes §12.2).
+        if self._recipients.client_ids and delivery.source is not Source.FLOW_SERVICE:
             # A dead letter's envelope may be unreadable: --require-recipient does not refuse it,
             # replay holds it to the rules once it is understood.
             missing = check_recipients(
@@ -136,6 +166,8 @@ class Pipeline:
             )
             if missing:
                 self._metrics.recipient_missing.inc(missing)
+
+    async def _record(self, documents: Sequence[Document], delivery: Delivery) -> Ingested:
         if not self._recorder.ready:
             raise Rejected(Rejection.STORE_UNAVAILABLE, "state store unavailable")
         try:
@@ -149,18 +181,19 @@ class Pipeline:
                     "within 5 minutes",
                     extra={"url": doc.event.url},
                 )
-        self._count(documents, results, delivery.received_at)
+        self._count(documents, results, delivery)
         return Ingested(results)
 
     def _count(
-        self, documents: Sequence[Document], results: list[Result], received_at: float
+        self, documents: Sequence[Document], results: list[Result], delivery: Delivery
     ) -> None:
         """Self-metrics for recorded documents: outcomes, anomalies, lag, last notification."""
-        metrics = self._metrics
+        metrics, received_at = self._metrics, delivery.received_at
+        source = delivery.source.value
         for doc, result in zip(documents, results, strict=True):
             if result is Result.VALIDATION:
                 continue
-            metrics.notifications.labels(doc.kind.value, result.value).inc()
+            metrics.notifications.labels(source, doc.kind.value, result.value).inc()
             _log_outcome(doc, result)
             if result is not Result.RECORDED:
                 continue

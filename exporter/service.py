@@ -90,7 +90,10 @@ def build_exporter(
 ) -> Exporter:
     """Wire the parts from settings; nothing is started or opened yet."""
     metrics = SelfMetrics(
-        registry, verification_on=settings.verification_on, adobe_apis=settings.adobe_apis
+        registry,
+        verification_on=settings.verification_on,
+        adobe_apis=settings.adobe_apis,
+        sources=settings.sources,
     )
     recorder = build_recorder(settings, lambda ready: metrics.store_ready.set(1 if ready else 0))
     keys: PublicKeyStore | None = None
@@ -134,6 +137,7 @@ def build_exporter(
         settings,
         metrics,
         recorder,
+        pipeline,
         flow_ttl=settings.flow_ttl,
         catalogued=lambda: exporter.catalogue.entries,
         clock=clock,
@@ -202,6 +206,22 @@ async def _watch_store(recorder: Recorder) -> None:
             await recorder.probe()
 
 
+def start_pollers(exporter: Exporter) -> None:
+    """Start the Adobe pollers: enrichment, registration, journal, reconciliation.
+
+    The one place they start (with stop_pollers the one place they stop); they poll only while
+    this replica holds the leadership (protocol notes §18.15).
+    """
+    if exporter.adobe is not None:
+        exporter.adobe.start(exporter.leadership)
+
+
+async def stop_pollers(exporter: Exporter) -> None:
+    """Stop the Adobe pollers; a journal page being recorded commits first."""
+    if exporter.adobe is not None:
+        await exporter.adobe.stop_pollers()
+
+
 @contextlib.asynccontextmanager
 async def running(exporter: Exporter) -> AsyncIterator[None]:
     """Open the store and run the background tasks; on exit stop them and close everything."""
@@ -229,8 +249,7 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
     if isinstance(recorder.store, SharedStateStore):
         sync = _sync_replicas(recorder, recorder.store, exporter.settings.replica_sync_interval)
         tasks.append(asyncio.create_task(sync, name="replica-sync"))
-    if exporter.adobe is not None:
-        exporter.adobe.start(exporter.leadership)
+    start_pollers(exporter)
     try:
         yield
     finally:
@@ -239,6 +258,7 @@ async def running(exporter: Exporter) -> AsyncIterator[None]:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await stop_pollers(exporter)
         if exporter.adobe is not None:
             await exporter.adobe.stop()
         if exporter.keys is not None:

@@ -1228,6 +1228,33 @@ def adobe_side() -> tuple[Panel, ...]:
             width=6,
             height=8,
         ),
+        timeseries(
+            "Journal resets and reconciled runs",
+            "Expired journal positions (410) the journal poller recovered from by seeking back "
+            "(AEP_EXPORTER_JOURNAL_URL), and runs reconciliation recorded that no push or "
+            "journal source delivered, per $__rate_interval window.",
+            "short",
+            Query(
+                f"sum({self_increase('aep_exporter_journal_cursor_resets_total')})",
+                legend="journal cursor resets",
+                empty_ok="only with AEP_EXPORTER_JOURNAL_URL; the scenario has no journal",
+            ),
+            Query(
+                "sum(increase("
+                + selector(
+                    "aep_exporter_notifications_total",
+                    *INSTANCE,
+                    'source="flow_service"',
+                    'outcome="recorded"',
+                )
+                + f"[{RATE}]))",
+                legend="runs only Flow Service knew",
+                empty_ok="only with reconciliation on; the scenario has no Flow Service",
+            ),
+            width=24,
+            bars=True,
+            stack=True,
+        ),
     )
 
 
@@ -1302,6 +1329,22 @@ def exporter_health() -> Dashboard:
         ),
     )
     deliveries = (
+        timeseries(
+            "Notifications by source and outcome",
+            "Notification documents per $__rate_interval window by where they came from "
+            "(webhook, journal, flow_service) and outcome: a run that arrives by two sources "
+            "is recorded once and a duplicate for the other; flow_service recorded means "
+            "reconciliation found a run no push or journal source delivered "
+            "(AepFlowNotificationsMissed).",
+            "short",
+            Query(
+                f"sum by (source, outcome) ({self_increase('aep_exporter_notifications_total')})",
+                legend="{{source}} {{outcome}}",
+            ),
+            width=24,
+            bars=True,
+            stack=True,
+        ),
         timeseries(
             "Notifications by kind and outcome",
             "Notification documents per $__rate_interval window: recorded, duplicate, "

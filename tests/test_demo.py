@@ -100,3 +100,14 @@ def test_retimed_moves_each_unit_to_now_and_keeps_durations() -> None:
     )
     assert batch == [{"createdAt": "2027-01-15T08:00:00.000Z"}, {"time": 1_800_000_000}]
     assert retimed(b"not json", newest) == b"not json"
+
+
+def test_demo_shows_notifications_by_source(demo: subprocess.CompletedProcess[str]) -> None:
+    """The journal brings a run and one sample again (a duplicate), reconciliation a run no
+    notification brought: each shows under its source."""
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    out = demo.stdout
+    shown = 'aep_exporter_notifications_total{kind="run",outcome="%s",source="%s"} 1.0'
+    assert shown % ("recorded", "journal") in out
+    assert shown % ("duplicate", "journal") in out
+    assert shown % ("recorded", "flow_service") in out

@@ -18,9 +18,9 @@ def flow(registry: CollectorRegistry, name: str, flow_id: str, **labels: str) ->
 
 
 def notifications(registry: CollectorRegistry, kind: str, outcome: str) -> float:
-    """aep_exporter_notifications_total for one kind and outcome."""
+    """aep_exporter_notifications_total for one kind and outcome of the webhook."""
     value = registry.get_sample_value(
-        "aep_exporter_notifications_total", {"kind": kind, "outcome": outcome}
+        "aep_exporter_notifications_total", {"source": "webhook", "kind": kind, "outcome": outcome}
     )
     assert value is not None
     return value

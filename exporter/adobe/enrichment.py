@@ -29,6 +29,12 @@ SPEC_CACHE_SECONDS = 86400.0
 NOT_FOUND_CACHE_SECONDS = 3600.0
 
 
+def known_sandboxes(configured: Iterable[str], keys: Iterable[FlowKey]) -> frozenset[str]:
+    """The configured sandboxes, else every sandbox of these flows that Flow Service can name."""
+    chosen = frozenset(configured)
+    return chosen or frozenset(k.sandbox for k in keys if SANDBOX_NAME.fullmatch(k.sandbox))
+
+
 class FlowEnricher:
     """Keeps the flow records' Flow Service enrichment current, per sandbox."""
 
@@ -71,10 +77,7 @@ class FlowEnricher:
 
     def sandboxes(self) -> frozenset[str]:
         """The configured sandboxes, else every sandbox of a tracked or catalogued flow."""
-        if self._configured:
-            return self._configured
-        keys = [*self._recorder.flows, *self._known_keys()]
-        return frozenset(k.sandbox for k in keys if SANDBOX_NAME.fullmatch(k.sandbox))
+        return known_sandboxes(self._configured, [*self._recorder.flows, *self._known_keys()])
 
     def note_flows(self, keys: Iterable[FlowKey]) -> None:
         """Flows notifications just changed: those Flow Service never described are looked up."""

@@ -80,6 +80,8 @@ class RecordedRequest:
     query: MultiMapping[str]
     headers: CIMultiDictProxy[str]
     form: MultiDict[str] | None
+    # When it arrived (time.monotonic), for tests of pacing and back-off.
+    received: float = field(default_factory=time.monotonic)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Flow Service requests (protocol notes §11): flows listed page by page, one flow, a spec name."""
+"""Flow Service requests (protocol notes §11, §12): flows and runs listed page by page, one flow,
+a spec name."""
 
 from __future__ import annotations
 
@@ -103,15 +104,28 @@ class FlowService:
         limit: int | None = None,
         pages: int = MAX_PAGES,
     ) -> AsyncIterator[list[Any]]:
-        """The `items` of each page of GET /flows, following `_links.next.href` (relative to the
-        Flow Service base) and re-sending the filters with each continuation token (whether
-        the link keeps them is UNCONFIRMED, protocol notes §11.2)."""
+        """The `items` of each page of GET /flows (see list_items)."""
+        async for items in self.list_items("flows", sandbox, filters, limit=limit, pages=pages):
+            yield items
+
+    async def list_items(
+        self,
+        resource: str,
+        sandbox: str,
+        filters: Sequence[tuple[str, str]],
+        *,
+        limit: int | None = None,
+        pages: int = MAX_PAGES,
+    ) -> AsyncIterator[list[Any]]:
+        """The `items` of each page of GET /flows or /runs, following `_links.next.href`
+        (relative to the Flow Service base) and re-sending the filters with each continuation
+        token (whether the link keeps them is UNCONFIRMED, protocol notes §11.2, §12.1)."""
         asked = list(filters) + ([("limit", str(limit))] if limit is not None else [])
-        target: URL | None = self.base / "flows"
+        target: URL | None = self.base / resource
         seen: set[URL] = set()
         while target is not None:
             if len(seen) >= pages:
-                raise self._invalid(f"GET /flows: more than {pages} pages")
+                raise self._invalid(f"GET /{resource}: more than {pages} pages")
             seen.add(target)
             query = list(target.query.items())
             params = query + [pair for pair in asked if pair not in query]
@@ -126,9 +140,9 @@ class FlowService:
             yield response.data["items"]
             if limit is not None:
                 return
-            target = self._next(response.data)
+            target = self._next(response.data, resource)
             if target is not None and target in seen:
-                raise self._invalid("GET /flows: the next link repeats a page")
+                raise self._invalid(f"GET /{resource}: the next link repeats a page")
 
     async def flow(self, sandbox: str, flow_id: str) -> dict[str, Any] | None:
         """GET /flows/{id}: the flow, or None when Flow Service does not know it (404; also
@@ -157,7 +171,7 @@ class FlowService:
         item = _first_item(response.data)
         return clean_text(item.get("name"), NAME_LIMIT) if item is not None else None
 
-    def _next(self, data: dict[str, Any]) -> URL | None:
+    def _next(self, data: dict[str, Any], resource: str) -> URL | None:
         links = data.get("_links")
         following = links.get("next") if isinstance(links, dict) else None
         href = following.get("href") if isinstance(following, dict) else None
@@ -167,10 +181,10 @@ class FlowService:
         if link.is_absolute():
             # Only ever back to Flow Service itself: a token never goes anywhere else.
             if link.origin() != self.base.origin() or not link.path.startswith(self.base.path):
-                raise self._invalid("GET /flows: the next link leaves Flow Service")
+                raise self._invalid(f"GET /{resource}: the next link leaves Flow Service")
             return link
         if not link.path.startswith("/") or ".." in link.path.split("/"):
-            raise self._invalid("GET /flows: the next link is not a path")
+            raise self._invalid(f"GET /{resource}: the next link is not a path")
         # Relative to the Flow Service base; tolerate a link that already starts with it.
         path = link.path
         if not path.startswith(self.base.path + "/"):

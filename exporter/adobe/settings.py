@@ -246,6 +246,16 @@ class AdobeSettings(BaseModel):
         return self.enabled and self.flow_refresh_interval > 0
 
     @property
+    def journal_on(self) -> bool:
+        """Whether the Journaling API is polled (a pull source)."""
+        return self.enabled and bool(self.journal_url)
+
+    @property
+    def reconcile_on(self) -> bool:
+        """Whether Flow Service runs are reconciled (a pull source)."""
+        return self.enabled and self.reconcile_interval > 0
+
+    @property
     def adobe_apis(self) -> tuple[AdobeApi, ...]:
         """The Adobe APIs this configuration calls (none without the IMS credentials)."""
         if not self.enabled:

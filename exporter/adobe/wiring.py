@@ -10,16 +10,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from exporter.adobe.client import AdobeClient
-from exporter.adobe.enrichment import FlowEnricher
+from exporter.adobe.enrichment import FlowEnricher, known_sandboxes
 from exporter.adobe.flow_service import FlowService
 from exporter.adobe.ims import TokenProvider
 from exporter.adobe.registration import RegistrationWatcher
 from exporter.adobe.settings import AdobeSettings
 from exporter.domain import FlowKey
+from exporter.ingest import Pipeline
 from exporter.leadership import Leadership
 from exporter.metrics.families import PollTask
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.recorder import Recorder
+from exporter.sources.journal import JournalPoller
+from exporter.sources.reconcile import Reconciler
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +35,8 @@ class AdobeServices:
     tokens: TokenProvider
     enricher: FlowEnricher | None = None
     registration: RegistrationWatcher | None = None
+    journal: JournalPoller | None = None
+    reconciler: Reconciler | None = None
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def start(self, leadership: Leadership) -> None:
@@ -40,27 +45,36 @@ class AdobeServices:
 
     async def _lead(self, leadership: Leadership) -> None:
         """Forever: wait for leadership, poll while it lasts, stop polling when it is lost."""
+        pollers = {
+            "flow-enrichment": self.enricher.run if self.enricher else None,
+            "registration-health": self.registration.run if self.registration else None,
+            "journal": self.journal.run if self.journal else None,
+            "reconcile": self.reconciler.run if self.reconciler else None,
+        }
         while True:
             await leadership.wait_until_leader()
             async with asyncio.TaskGroup() as group:
-                pollers = []
-                if self.enricher is not None:
-                    pollers.append(group.create_task(self.enricher.run(), name="flow-enrichment"))
-                if self.registration is not None:
-                    watcher = self.registration.run()
-                    pollers.append(group.create_task(watcher, name="registration-health"))
+                running = [
+                    group.create_task(run(), name=name)
+                    for name, run in pollers.items()
+                    if run is not None
+                ]
                 await leadership.wait_until_lost()
-                for poller in pollers:
-                    poller.cancel()
+                for task in running:
+                    task.cancel()
 
-    async def stop(self) -> None:
-        """Stop the pollers, then close the token provider and the client."""
+    async def stop_pollers(self) -> None:
+        """Stop the pollers (a page being recorded commits first); start() may run them again."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+
+    async def stop(self) -> None:
+        """Stop the pollers, then close the token provider and the client."""
+        await self.stop_pollers()
         await self.tokens.close()
         await self.client.close()
 
@@ -73,6 +87,7 @@ def build_adobe(
     settings: AdobeSettings,
     metrics: SelfMetrics,
     recorder: Recorder,
+    pipeline: Pipeline,
     *,
     flow_ttl: float,
     catalogued: Callable[[], Iterable[FlowKey]],
@@ -112,9 +127,34 @@ def build_adobe(
             healthy=metrics.registration_healthy,
             on_success=succeeded(PollTask.REGISTRATION),
         )
+    if settings.journal_on:
+        services.journal = JournalPoller(
+            tokens,
+            pipeline,
+            recorder,
+            url=settings.journal_url,
+            start=settings.journal_start,
+            on_success=succeeded(PollTask.JOURNAL),
+            on_reset=metrics.journal_cursor_resets.inc,
+            clock=clock,
+        )
+    if settings.reconcile_on:
+        services.reconciler = Reconciler(
+            FlowService(tokens, settings.platform_url),
+            pipeline,
+            recorder,
+            sandboxes=lambda: known_sandboxes(settings.sandboxes, [*recorder.flows, *catalogued()]),
+            interval=settings.reconcile_interval,
+            window=settings.reconcile_window,
+            on_success=succeeded(PollTask.RECONCILE),
+            clock=clock,
+        )
+
     apis = {
         "flow_enrichment": "on" if services.enricher is not None else "off",
         "registration": "on" if services.registration is not None else "off",
+        "journal": "on" if services.journal is not None else "off",
+        "reconcile": "on" if services.reconciler is not None else "off",
         "sandboxes": ",".join(settings.sandboxes) or "(seen in notifications or the catalogue)",
     }
     log.info("adobe apis on", extra=apis)

@@ -1,4 +1,4 @@
-"""Command line: serve, the checks (config, adobe, payload), dead letters, backup, migrate-state."""
+"""Command line: serve, checks (config, adobe, payload), dead letters, backfill, backup, migrate."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pydantic import SecretStr
 from exporter import __version__
 from exporter.catalogue import CatalogueError, load_catalogue
 from exporter.cli.adobe import cmd_check_adobe
+from exporter.cli.backfill import cmd_backfill
 from exporter.cli.options import UsageError, add_settings_flags, settings_from_args
 from exporter.cli.payloads import cmd_check_payload
 from exporter.cli.serve import cmd_serve
@@ -100,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("--older-than", metavar="DURATION", help="purge only older ones")
     add_settings_flags(dead)
     dead.set_defaults(func=cmd_dead_letters)
+
+    backfill = commands.add_parser(
+        "backfill", help="record the finished runs Flow Service knows and no source delivered"
+    )
+    backfill.add_argument(
+        "--since", required=True, metavar="DURATION", help="how far back (e.g. 7d)"
+    )
+    add_settings_flags(backfill)
+    backfill.set_defaults(func=cmd_backfill)
 
     backup = commands.add_parser("backup", help="write a consistent copy of the state store")
     backup.add_argument("path", metavar="PATH")

@@ -57,8 +57,8 @@ async def _serve(settings: Settings) -> None:
     runners.append(main_runner)
     # Without a separate metrics listener the web config's TLS covers the one listener.
     await web.TCPSite(main_runner, host or None, port, ssl_context=None if split else tls).start()
-    listening = {"address": settings.listen_address, "webhook": settings.webhook_path}
-    log.info("listening", extra=listening)
+    webhook = settings.webhook_path or "(none: pull only)"
+    log.info("listening", extra={"address": settings.listen_address, "webhook": webhook})
     if split:
         metrics_app = create_metrics_app(app, web_config=web_config)
         metrics_runner = web.AppRunner(

@@ -7,9 +7,9 @@ adds its fields, each read from `AEP_EXPORTER_<FIELD>` and the flag `--<field-wi
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import (
@@ -22,6 +22,7 @@ from pydantic_settings import (
 from exporter.config.base import ConfigError, SettingsGroup, is_loopback_host, split_host_port
 from exporter.config.groups import (
     ADOBE_KEY_BASE_URL,
+    DEDUP_WINDOW_PULL,
     DEFAULT_DURATION_BUCKETS,
     MAX_KEY_CACHE_TTL,
     AdobeApiSettings,
@@ -33,6 +34,7 @@ from exporter.config.groups import (
     VerificationSettings,
 )
 from exporter.config.replicas import ReplicaSettings
+from exporter.domain import Source
 
 __all__ = [
     "ADOBE_KEY_BASE_URL",
@@ -80,6 +82,33 @@ class Settings(
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """The constructor's arguments alone: no environment, .env or secrets directory."""
         return (init_settings,)
+
+    @model_validator(mode="after")
+    def _pull_sources(self) -> Self:
+        if "dedup_window" not in self.model_fields_set and self.pull_sources_on:
+            # The journal replays up to 7 days (protocol notes §18.7): keys must outlive that.
+            object.__setattr__(self, "dedup_window", DEDUP_WINDOW_PULL)
+        if not self.webhook_path and not self.pull_sources_on:
+            raise ValueError(
+                "AEP_EXPORTER_WEBHOOK_PATH is empty and no pull source is on: nothing would "
+                "arrive (set AEP_EXPORTER_JOURNAL_URL, or the IMS credentials for reconciliation)"
+            )
+        return self
+
+    @property
+    def pull_sources_on(self) -> bool:
+        """Whether the journal or Flow Service reconciliation feeds notifications."""
+        return self.journal_on or self.reconcile_on
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        """The notification sources this configuration runs, in label order."""
+        on = {
+            Source.WEBHOOK: bool(self.webhook_path),
+            Source.JOURNAL: self.journal_on,
+            Source.FLOW_SERVICE: self.reconcile_on,
+        }
+        return tuple(source for source in Source if on[source])
 
 
 # The order check-config, --help and error lines have always listed settings in; the fields of

@@ -25,12 +25,18 @@ ADOBE_KEY_BASE_URL = "https://static.adobeioevents.com"
 MAX_KEY_CACHE_TTL = 86400.0
 
 
+# De-duplication keys outlive every replay (protocol notes §18.7): Adobe retries a webhook for
+# 24 h; the journal keeps 7 days, so with a pull source on they are kept a day beyond that.
+DEDUP_WINDOW_PUSH = 72 * 3600.0
+DEDUP_WINDOW_PULL = 8 * 86400.0
+
+
 class ListenerSettings(SettingsGroup):
     """The listeners and the HTTP edge: addresses, paths, TLS/auth, timeouts."""
 
     listen_address: str = Field("0.0.0.0:9477", description="webhook listener (and metrics)")
     metrics_listen_address: str = Field("", description="separate listener for /metrics")
-    webhook_path: str = Field("/webhook", description="path Adobe posts to")
+    webhook_path: str = Field("/webhook", description="path Adobe posts to; empty: pull only")
     web_config_file: Path | None = Field(None, description="exporter-toolkit web config")
     read_timeout: Duration = Field(10.0, gt=0, description="time to read one request body")
     idle_timeout: Duration = Field(
@@ -41,6 +47,8 @@ class ListenerSettings(SettingsGroup):
     @field_validator("webhook_path")
     @classmethod
     def _path(cls, value: str) -> str:
+        if value == "":
+            return value  # no webhook route: the journal and Flow Service only (pull only)
         if not value.startswith("/") or "?" in value or "#" in value:
             raise ValueError("must be a path starting with '/'")
         return value
@@ -121,7 +129,9 @@ class StateSettings(SettingsGroup):
 
     state_path: Path = Field(Path("./aep-flow-exporter.db"), description="SQLite state file")
     flow_ttl: Duration = Field(30 * 86400.0, description="expire flows not heard from")
-    dedup_window: Duration = Field(72 * 3600.0, description="keep de-duplication keys")
+    dedup_window: Duration = Field(
+        DEDUP_WINDOW_PUSH, description="keep de-duplication keys (8d with a pull source on)"
+    )
     open_run_ttl: Duration = Field(24 * 3600.0, description="drop open runs after")
     max_dead_letters: int = Field(10_000, ge=1, description="dead letters kept")
     max_dead_letter_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="their bytes")

@@ -42,7 +42,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
     web_config: WebConfig | None = None,
 ) -> web.Application:
-    """The main application: webhook and probes, plus /metrics unless it has its own listener.
+    """The main application: webhook (unless pull only) and probes, plus /metrics unless it has
+    its own listener.
 
     Without a separate metrics listener the web config's basic auth guards /metrics and
     /-/reload here, never the webhook (Adobe cannot authenticate) nor the probes.
@@ -51,14 +52,15 @@ def create_app(
     middlewares: list[Middleware] = []
     serve_metrics = not settings.metrics_listen_address
     if serve_metrics and web_config is not None:
-        open_paths = frozenset({settings.webhook_path, "/healthz", "/readyz"})
+        open_paths = frozenset({settings.webhook_path, "/healthz", "/readyz"} - {""})
         middlewares.append(_guard_all_but(open_paths, web_config.middleware()))
     # The body is read and decoded by the handler itself, within max_body_bytes, off the loop.
     app = web.Application(
         client_max_size=settings.max_body_bytes, middlewares=middlewares, handler_args=RAW_BODIES
     )
     app[EXPORTER] = exporter
-    app.router.add_route("*", settings.webhook_path, exporter.webhook.handle)
+    if settings.webhook_path:  # empty: pull only, the old path answers 404
+        app.router.add_route("*", settings.webhook_path, exporter.webhook.handle)
     add_health_routes(app)
     if serve_metrics:
         # /-/reload changes state: only behind authentication on a shared listener.

@@ -35,7 +35,7 @@ async def readyz(request: web.Request) -> web.Response:
 async def landing(request: web.Request) -> web.Response:
     """A small page with the version and links."""
     settings = request.app[EXPORTER].settings
-    links = [settings.webhook_path, "/metrics", "/healthz", "/readyz"]
+    links = [p for p in (settings.webhook_path, "/metrics", "/healthz", "/readyz") if p]
     items = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>' for p in links)
     return web.Response(
         text=f"<!doctype html><html><head><title>aep-flow-exporter</title></head><body>"

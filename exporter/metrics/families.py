@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from exporter.adobe.client import AdobeApi, RequestResult
-from exporter.domain import ActivityStatus, AlertKind, DocumentKind, Outcome
+from exporter.domain import ActivityStatus, AlertKind, DocumentKind, Outcome, Source
 from exporter.recorder import Result
 from exporter.rejections import Rejection
 
@@ -223,8 +223,9 @@ NOTIFICATION_OUTCOMES = frozenset(
 NOTIFICATIONS = Family(
     "aep_exporter_notifications",
     "counter",
-    "Notification documents by kind and outcome.",
+    "Notification documents by source, kind and outcome.",
     (
+        Label("source", _values(Source)),
         Label("kind", _values(DocumentKind, DocumentKind.VALIDATION)),
         Label("outcome", _values(Result, Result.VALIDATION)),
     ),
@@ -233,7 +234,7 @@ NOTIFICATIONS = Family(
 REQUESTS_REJECTED = Family(
     "aep_exporter_requests_rejected",
     "counter",
-    "Webhook requests refused, by reason.",
+    "Webhook requests (and journal documents) refused, by reason.",
     (Label("reason", _values(Rejection)),),
 )
 RECIPIENT_MISSING = Family(
@@ -318,6 +319,11 @@ POLL_LAST_SUCCESS = Family(
     "End of the last successful cycle of each Adobe poller.",
     (Label("task", _values(PollTask)),),
 )
+JOURNAL_CURSOR_RESETS = Family(
+    "aep_exporter_journal_cursor_resets",
+    "counter",
+    "Expired journal positions (410) the journal poller recovered from.",
+)
 TOKEN_EXPIRY = Family(
     "aep_exporter_adobe_token_expiry_timestamp_seconds",
     "gauge",
@@ -340,6 +346,7 @@ REGISTRATION_HEALTHY = Family(
 ADOBE_SELF_FAMILIES: tuple[Family, ...] = (
     ADOBE_REQUESTS,
     POLL_LAST_SUCCESS,
+    JOURNAL_CURSOR_RESETS,
     TOKEN_EXPIRY,
     REGISTRATION_INFO,
     REGISTRATION_HEALTHY,

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 
 from exporter import __version__
 from exporter.adobe.client import AdobeApi, RequestResult
+from exporter.domain import Source
 from exporter.metrics import families as fam
 from exporter.metrics.families import Family
 
@@ -29,11 +30,15 @@ def source_revision() -> str:
     return text or "unknown"
 
 
-def counter(registry: CollectorRegistry, family: Family) -> Counter:
-    """A Counter for a declared family, with the children of its bounded label values."""
+def counter(
+    registry: CollectorRegistry, family: Family, *, only: Collection[str] | None = None
+) -> Counter:
+    """A Counter for a declared family, with the children of its bounded label values (those
+    whose first label value is in `only`, when given)."""
     metric = Counter(family.name, family.help, family.label_names, registry=registry)
     for values in family.children():
-        metric.labels(*values)
+        if only is None or values[0] in only:
+            metric.labels(*values)
     return metric
 
 
@@ -87,11 +92,14 @@ class SelfMetrics(Collector):
         *,
         verification_on: bool,
         adobe_apis: Collection[AdobeApi] = (),
+        sources: Collection[Source] = tuple(Source),
     ) -> None:
         # No `_created` series for these: a start time per child that nothing queries, doubling
         # the series count. The switch is process-wide; the flow families render their own.
         disable_created_metrics()  # type: ignore[no-untyped-call]
-        self.notifications = counter(registry, fam.NOTIFICATIONS)
+        # Zeros only for the sources this configuration runs: a series at 0 for a source that
+        # can never deliver would read as "nothing arrived" on a dashboard.
+        self.notifications = counter(registry, fam.NOTIFICATIONS, only=sources)
         self.rejected = counter(registry, fam.REQUESTS_REJECTED)
         self.recipient_missing = counter(registry, fam.RECIPIENT_MISSING)
         self.anomalies = counter(registry, fam.ANOMALIES)
@@ -139,6 +147,8 @@ class SelfMetrics(Collector):
                 for result in RequestResult:
                     self.adobe_requests.labels(api.value, result.value)
         self.poll_last_success = gauge(registry, fam.POLL_LAST_SUCCESS)
+        if AdobeApi.JOURNAL in apis:
+            self.journal_cursor_resets = counter(registry, fam.JOURNAL_CURSOR_RESETS)
         self.token_expiry = OptionalGauge(fam.TOKEN_EXPIRY)
         registry.register(self.token_expiry)
         self.registration_info = gauge(registry, fam.REGISTRATION_INFO)

@@ -37,7 +37,7 @@ async def test_ims_down_leaves_webhook_metrics_and_readiness_alone(
     assert response.status == 200
     assert (await client.get("/readyz")).status == 200
     assert (await client.get("/metrics")).status == 200
-    recorded = {"kind": "run", "outcome": "recorded"}
+    recorded = {"source": "webhook", "kind": "run", "outcome": "recorded"}
     assert registry.get_sample_value("aep_exporter_notifications_total", recorded) == 1.0
     assert registry.get_sample_value("aep_exporter_adobe_token_expiry_timestamp_seconds") is None
     # Nothing was asked of the other APIs without a token.

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tests.benchmarks import (
     bench_burst,
+    bench_dedup,
     bench_hostile,
     bench_ingest,
     bench_latency,
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "memory": bench_memory.run,
     "burst": bench_burst.run,
     "hostile": bench_hostile.run,
+    "dedup": bench_dedup.run,
 }
 # Not part of the default run: profiles are for reading, not for the README table.
 EXTRA: dict[str, Benchmark] = {"profile": profiles.run, "ingest-postgres": bench_postgres.run}

@@ -43,7 +43,8 @@ def recorded(process: Child) -> tuple[float, float]:
     text = harness.fetch(process.port, "/metrics").body.decode()
     values = {}
     for outcome in ("recorded", "duplicate"):
-        prefix = f'aep_exporter_notifications_total{{kind="run",outcome="{outcome}"}} '
+        labels = f'source="webhook",kind="run",outcome="{outcome}"'
+        prefix = f"aep_exporter_notifications_total{{{labels}}} "
         line = next(line for line in text.splitlines() if line.startswith(prefix))
         values[outcome] = float(line.removeprefix(prefix))
     return values["recorded"], values["duplicate"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporter import identity
 from exporter.config import Settings
+from exporter.domain import Outcome
 from exporter.normalize import normalize_body
 from exporter.recorder import Limits, Recorder, Result
 from exporter.stores.sqlite import SQLiteStore
@@ -62,3 +65,28 @@ def populate(path: Path, flows: int) -> Population:
     started = time.perf_counter()
     keys = asyncio.run(_record(path, flows))
     return Population(path, flows, keys, time.perf_counter() - started)
+
+
+def add_hourly_run_keys(source: Population, path: Path, hours: int) -> Population:
+    """A copy of `source` plus the keys of one run per flow per hour for `hours` hours (the
+    event id and the run's domain key, as a notification leaves them), claimed through the
+    store's own claim_keys at their hour, the newest now: what a de-duplication window keeps."""
+    started = time.perf_counter()
+    shutil.copyfile(source.path, path)
+    store = SQLiteStore(path, bucket_count=len(Settings().duration_buckets) + 1)
+    store.open()
+    now = time.time()
+    try:
+        for hour in range(hours):
+            with store.transaction():
+                for flow in range(source.flows):
+                    run = f"bench-run-{flow}-{hour}"
+                    keys = [
+                        identity.event_key(f"evt-{run}"),
+                        identity.run_key(run, Outcome.SUCCESS),
+                    ]
+                    store.claim_keys(keys, now - hour * 3600)
+        total = store.count_keys()
+    finally:
+        store.close()
+    return Population(path, source.flows, total, time.perf_counter() - started)

@@ -439,7 +439,8 @@ def row_panels(dashboard: dict[str, Any], row_title: str) -> list[dict[str, Any]
 
 def test_exporter_dashboard_has_an_adobe_side_row(dashboards: dict[str, dict[str, Any]]) -> None:
     """The Adobe row charts registration info and health, API requests by api and result, the
-    token's expiry and each poller's last successful cycle, every Adobe self-family."""
+    token's expiry, each poller's last successful cycle, journal resets and reconciled runs:
+    every Adobe self-family."""
     panels_ = row_panels(dashboards["aep-flow-exporter.json"], "Adobe side")
     by_title = {p["title"]: p for p in panels_}
     assert set(by_title) == {
@@ -448,6 +449,7 @@ def test_exporter_dashboard_has_an_adobe_side_row(dashboards: dict[str, dict[str
         "API requests by API and result",
         "IMS token expires in",
         "Since last successful cycle",
+        "Journal resets and reconciled runs",
     }
     read = set().union(*(metric_names(t["expr"]) for p in panels_ for t in p["targets"]))
     assert [f.name for f in ADOBE_SELF_FAMILIES if not read & set(f.sample_names)] == []
@@ -489,3 +491,16 @@ def test_flow_names_join_the_source_too(dashboards: dict[str, dict[str, Any]], n
     for title, expr in panel_queries(dashboards[name]):
         if "group_left (flow_name" in expr:
             assert "group_left (flow_name, source)" in expr, title
+
+
+def test_exporter_dashboard_charts_notifications_by_source_and_outcome(
+    dashboards: dict[str, dict[str, Any]],
+) -> None:
+    """A panel sums notifications by source and outcome, so a run counted by one source and a
+    duplicate by another, or recorded only by reconciliation, shows at a glance."""
+    panels_ = row_panels(dashboards["aep-flow-exporter.json"], "Deliveries")
+    by_title = {p["title"]: p for p in panels_}
+    (query,) = by_title["Notifications by source and outcome"]["targets"]
+    assert query["expr"].startswith("sum by (source, outcome) (increase(")
+    assert "aep_exporter_notifications_total" in query["expr"]
+    assert query["legendFormat"] == "{{source}} {{outcome}}"

@@ -58,8 +58,8 @@ def seed_runs(registry: CollectorRegistry) -> float | None:
 
 
 def notifications(registry: CollectorRegistry, kind: str, outcome: str) -> float | None:
-    """aep_exporter_notifications_total for one kind and outcome."""
-    labels = {"kind": kind, "outcome": outcome}
+    """aep_exporter_notifications_total for one kind and outcome of the webhook."""
+    labels = {"source": "webhook", "kind": kind, "outcome": outcome}
     return registry.get_sample_value("aep_exporter_notifications_total", labels)
 
 
