@@ -109,8 +109,9 @@ def test_only_reachable_pairs_are_children_where_declared() -> None:
 
 
 def test_notification_children_are_the_outcomes_the_recorder_can_give() -> None:
-    """Each kind has its one outcome and duplicate; validation messages are never counted."""
-    assert families.NOTIFICATIONS.children() == [
+    """Each kind has its one outcome and duplicate, for every source; validation messages are
+    never counted."""
+    pairs = [
         ("run", "recorded"),
         ("run", "duplicate"),
         ("start", "recorded"),
@@ -122,6 +123,9 @@ def test_notification_children_are_the_outcomes_the_recorder_can_give() -> None:
         ("unknown", "duplicate"),
         ("unknown", "dead_lettered"),
     ]
+    sources = ["webhook", "journal", "flow_service"]
+    expected = [(source, kind, outcome) for source in sources for kind, outcome in pairs]
+    assert families.NOTIFICATIONS.children() == expected
 
 
 def test_self_metrics_expose_no_created_series() -> None:
