@@ -11,7 +11,8 @@ import pytest
 
 from exporter.stores.postgres import PostgresStore
 from exporter.stores.protocol import StateStore
-from exporter.stores.sqlite import MIGRATIONS, SQLiteStore
+from exporter.stores.sqlite import SQLiteStore
+from exporter.stores.sqlite_schema import MIGRATIONS
 
 BUCKET_COUNT = 4
 StoreFactory = Callable[[], StateStore]

@@ -11,7 +11,8 @@ import pytest
 from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import StoreCorrupt, StoreUnavailable
-from exporter.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from exporter.stores.sqlite import SQLiteStore
+from exporter.stores.sqlite_schema import SCHEMA_VERSION
 from tests.stores.conftest import store_at_version
 from tests.support import damage_table, overwrite_flow_row
 
