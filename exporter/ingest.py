@@ -34,7 +34,7 @@ from exporter.rejections import Rejected, Rejection
 from exporter.stores.protocol import StoreUnavailable
 from exporter.verify.recipients import check_named, check_recipients
 
-__all__ = ["Delivery", "Ingested", "Page", "Pipeline", "RecipientRules", "Source"]
+__all__ = ["Delivery", "Ingested", "Page", "Pipeline", "RecipientRules"]
 
 log = logging.getLogger(__name__)
 

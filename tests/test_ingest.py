@@ -9,8 +9,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Settings
-from exporter.domain import Recipients
-from exporter.ingest import Delivery, Source
+from exporter.domain import Recipients, Source
+from exporter.ingest import Delivery
 from exporter.recorder import Cursor, Result
 from exporter.rejections import Rejected, Rejection
 from exporter.service import Exporter, build_exporter, running

@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter.cli.options import UsageError, settings_from_args
 from exporter.config import Settings
-from exporter.domain import NO_RECIPIENTS, Unrecognized
+from exporter.domain import NO_RECIPIENTS, Source, Unrecognized
 from exporter.durations import parse_duration
-from exporter.ingest import Delivery, Source
+from exporter.ingest import Delivery
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.rejections import Rejected
 from exporter.service import build_pipeline, build_recorder

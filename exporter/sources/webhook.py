@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from aiohttp import hdrs, web
 
-from exporter.ingest import Delivery, Pipeline, Source
+from exporter.domain import Source
+from exporter.ingest import Delivery, Pipeline
 from exporter.logs import RateLimitedLog
 from exporter.metrics.self_metrics import SelfMetrics
 from exporter.rejections import Rejected, Rejection
