@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
+
+from exporter.payloads.canonical import canonical_json
 
 # The label value that stands for what is invalid or over a cap (error codes, activities, flows).
 OTHER = "other"
@@ -195,8 +198,23 @@ class Document:
     recipients: Recipients = NO_RECIPIENTS
     # The document's own event id (eventid / event_id), if any.
     event_id: str | None = None
-    # The document's JSON text, for dead letters and check-payload.
-    raw: bytes = field(default=b"", repr=False)
+    # The document's decoded JSON value, or the bytes of a body kept whole; `raw` is its text.
+    content: Any = field(default=b"", repr=False, compare=False)
+    _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def raw(self) -> bytes:
+        """The document's canonical JSON text (dead letters, content keys, check-payload).
+
+        Built on first use: a run or alert document is known by its domain key, so most
+        documents never need it.
+        """
+        if self._raw is None:
+            content = self.content
+            text = content if isinstance(content, bytes) else canonical_json(content)
+            object.__setattr__(self, "_raw", text)
+            return text
+        return self._raw
 
     @property
     def kind(self) -> DocumentKind:

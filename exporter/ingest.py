@@ -193,7 +193,7 @@ class Pipeline:
         for doc, result in zip(documents, results, strict=True):
             if result is Result.VALIDATION:
                 continue
-            metrics.notifications.labels(source, doc.kind.value, result.value).inc()
+            metrics.notification(source, doc.kind.value, result.value).inc()
             _log_outcome(doc, result)
             if result is not Result.RECORDED:
                 continue
@@ -218,7 +218,7 @@ def _whole_body_dead_letter(
         dedup_keys=tuple(keys),
         event_id=header_event_id,
         recipients=recipients,
-        raw=body,
+        content=body,
     )
 
 

@@ -100,6 +100,7 @@ class SelfMetrics(Collector):
         # Zeros only for the sources this configuration runs: a series at 0 for a source that
         # can never deliver would read as "nothing arrived" on a dashboard.
         self.notifications = counter(registry, fam.NOTIFICATIONS, only=sources)
+        self._notification_children: dict[tuple[str, str, str], Counter] = {}
         self.rejected = counter(registry, fam.REQUESTS_REJECTED)
         self.recipient_missing = counter(registry, fam.RECIPIENT_MISSING)
         self.anomalies = counter(registry, fam.ANOMALIES)
@@ -132,6 +133,15 @@ class SelfMetrics(Collector):
         own.append(PlatformCollector(registry=registry))
         own.append(GCCollector(registry=registry))
         self._own = own
+
+    def notification(self, source: str, kind: str, outcome: str) -> Counter:
+        """The aep_exporter_notifications_total child of these label values, looked up once:
+        `labels()` takes a lock and checks its arguments, and every document is counted."""
+        values = (source, kind, outcome)
+        child = self._notification_children.get(values)
+        if child is None:
+            child = self._notification_children[values] = self.notifications.labels(*values)
+        return child
 
     def _adobe(self, registry: CollectorRegistry, apis: Collection[AdobeApi]) -> None:
         # Registered only with the Adobe API features on, so without them nothing changes.

@@ -27,7 +27,8 @@ from exporter.normalize.values import (
     identifier,
 )
 from exporter.payloads import shapes
-from exporter.payloads.decode import canonical_json, decode_body
+from exporter.payloads.canonical import canonical_json
+from exporter.payloads.decode import decode_body
 
 # Adobe batches hold up to 20 events (100 in the legacy FAQ, protocol notes §1.4). A body splitting
 # into more is not a delivery we understand, and classifying hundreds of thousands of tiny
@@ -106,7 +107,6 @@ def _document(
     part: _Part, header_id: str | None, latest: float, recipients: Recipients
 ) -> Document:
     """Classify one document and attach its identity: event ids, recipient, de-dup keys, raw."""
-    raw = canonical_json(part.raw)
     obj = part.obj if isinstance(part.obj, dict) else {}
     if part.too_many:
         classified = unknown(f"more than {MAX_DOCUMENTS} documents in one body")
@@ -118,7 +118,13 @@ def _document(
     keys = [identity.event_key(event_id) for event_id in own_ids]
     if header_id is not None:
         keys.append(identity.event_key(header_id))
-    keys.append(classified.domain_key or identity.content_key(raw))
+    # The canonical text is built here only for a content key; otherwise on first use.
+    content: Any = part.raw
+    if classified.domain_key is not None:
+        keys.append(classified.domain_key)
+    else:
+        content = canonical_json(part.raw)
+        keys.append(identity.content_key(content))
     # Only the envelope I/O Events adds counts: a message's or a payload's own recipient field
     # is the provider's text (protocol notes §18.11).
     envelope = part.inherited if part.is_message else obj
@@ -129,7 +135,7 @@ def _document(
         recipient=envelope_recipient(envelope),
         recipients=recipients,
         event_id=own_ids[0] if own_ids else None,
-        raw=raw,
+        content=content,
     )
 
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from exporter.domain import NO_RECIPIENTS, Recipients
 from exporter.normalize.values import ID_LIMIT, SURROGATE
-from exporter.payloads.decode import JSON_STRING, canonical_json
+from exporter.payloads.canonical import canonical_json
+from exporter.payloads.decode import JSON_STRING
 
 # The current name first: it wins at the envelope when both are present (protocol notes §1.2).
 FIELDS = ("recipientclientid", "recipient_client_id")

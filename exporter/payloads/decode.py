@@ -1,4 +1,4 @@
-"""Decode a delivery body safely: UTF-8 JSON, nesting bounded in linear time, canonical form."""
+"""Decode a delivery body safely: UTF-8 JSON, nesting bounded in linear time."""
 
 from __future__ import annotations
 
@@ -64,18 +64,3 @@ def decode_body(body: bytes, *, max_depth: int = 64) -> Any:
         raise PayloadError("too_deep", "JSON nested deeper than the parser allows") from exc
     except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
         raise PayloadError("invalid_json", str(exc)[:200]) from exc
-
-
-# Built once: json.dumps builds an encoder per call whenever an option differs from its default.
-_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_CANONICAL_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
-def canonical_json(value: Any) -> bytes:
-    """Return the canonical JSON bytes of a decoded value (sorted keys, no spaces, UTF-8)."""
-    text = _CANONICAL.encode(value)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        # A lone surrogate (`"\ud800"` is valid JSON) cannot be UTF-8: keep it escaped instead.
-        return _CANONICAL_ASCII.encode(value).encode()

@@ -40,7 +40,7 @@ from exporter.stores.protocol import (
     StoreCorrupt,
     StoreUnavailable,
 )
-from exporter.stores.rows import PROBE_SOURCE, recipients_from_text, recipients_to_text
+from exporter.stores.rows import PROBE_SOURCE, recipients_from_text, recipients_to_text, record_text
 from exporter.stores.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -206,10 +206,7 @@ class PostgresStore:
     def put_flows(self, states: Iterable[FlowState]) -> None:
         """Insert or replace flow records (inside a transaction)."""
         now = time.time()
-        rows = [
-            (s.key.sandbox, s.key.flow_id, json.dumps(s.to_json(), separators=(",", ":")), now)
-            for s in states
-        ]
+        rows = [(s.key.sandbox, s.key.flow_id, record_text(s), now) for s in states]
         if not rows:
             return
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreCorrupt, StoreUnavailable
-from exporter.stores.rows import PROBE_SOURCE, recipients_from_text, recipients_to_text
+from exporter.stores.rows import PROBE_SOURCE, recipients_from_text, recipients_to_text, record_text
 from exporter.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -194,10 +194,7 @@ class SQLiteStore:
         states = list(states)
         self.db.executemany(
             "INSERT OR REPLACE INTO flows (sandbox, flow_id, state) VALUES (?, ?, ?)",
-            [
-                (s.key.sandbox, s.key.flow_id, json.dumps(s.to_json(), separators=(",", ":")))
-                for s in states
-            ],
+            [(s.key.sandbox, s.key.flow_id, record_text(s)) for s in states],
         )
         self._staged.update((state.key, state) for state in states)
 
