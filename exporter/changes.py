@@ -17,6 +17,8 @@ from exporter.domain import (
 )
 from exporter.records import COUNT_FIELDS, FlowState, NewestRun
 
+# Every status child an activity has from its first run on.
+_ACTIVITY_STATUSES = tuple(status.value for status in ActivityStatus)
 # Bounded label values per flow (protocol notes §18.5, §18.6).
 MAX_ERROR_CODES_PER_FLOW = 50
 MAX_ACTIVITIES_PER_FLOW = 20
@@ -79,7 +81,9 @@ def apply_run(
             if activity.status in folded:
                 continue
             folded.add(activity.status)
-        counts = state.activities.setdefault(label, {s.value: 0 for s in ActivityStatus})
+        counts = state.activities.get(label)
+        if counts is None:
+            counts = state.activities[label] = dict.fromkeys(_ACTIVITY_STATUSES, 0)
         counts[activity.status.value] += 1
 
     if run.outcome is Outcome.SUCCESS and run.duration_seconds is not None and buckets:

@@ -7,6 +7,7 @@ Adobe acts on (protocol notes §1.5: any 4xx but 429 drops an event, 5xx is retr
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from aiohttp import hdrs, web
 
 from exporter.domain import Source
-from exporter.ingest import Delivery, Pipeline
+from exporter.ingest import Delivery, Ingested, Pipeline
 from exporter.logs import RateLimitedLog
 from exporter.metrics.self_metrics import SelfMetrics
+from exporter.recorder import Result
 from exporter.rejections import Rejected, Rejection
 from exporter.sources.body import BodyReader
 from exporter.verify.signatures import DeliveryVerifier
@@ -46,6 +48,21 @@ _TEXT = {
 _RETRY_AFTER = {Rejection.TOO_MANY_IN_FLIGHT: "5"}
 # Sender-controlled text in a refusal line is cut here.
 MAX_LOGGED_CHARS = 200
+
+
+def _answer_text(summary: dict[str, int]) -> bytes:
+    return json.dumps({"status": "ok", "documents": summary}).encode()
+
+
+# The answer to a one-document delivery (nearly all of them), by its result: encoded once.
+_ONE_DOCUMENT = {result: _answer_text({result.value: 1}) for result in Result}
+
+
+def _accepted(ingested: Ingested) -> web.Response:
+    """200 with how many documents had each result."""
+    results = ingested.results
+    text = _ONE_DOCUMENT[results[0]] if len(results) == 1 else _answer_text(ingested.summary())
+    return web.Response(body=text, content_type="application/json", charset="utf-8")
 
 
 class WebhookSource:
@@ -129,7 +146,7 @@ class WebhookSource:
             header_event_id=request.headers.get("x-adobe-event-id") or None,
         )
         ingested = await self._pipeline.ingest_body(body, delivery)
-        return web.json_response({"status": "ok", "documents": ingested.summary()})
+        return _accepted(ingested)
 
     def _refuse(self, rejected: Rejected, request: web.Request) -> web.Response:
         reason = rejected.reason
