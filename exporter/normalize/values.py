@@ -170,6 +170,8 @@ def _iso_seconds(text: str) -> float:
 def count_field(section: dict[str, Any], name: str, anomalies: list[str]) -> int | None:
     """A count field; None if absent, -1 or `{}` (Adobe's unknown), or invalid (an anomaly)."""
     value = section.get(name)
+    if type(value) is int and 0 <= value < _MAX_COUNT:  # nearly every count: nothing to check
+        return value
     if value is None or (isinstance(value, dict) and not value):
         return None
     if isinstance(value, str) and value.strip() == "-1":

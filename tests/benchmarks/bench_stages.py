@@ -24,6 +24,7 @@ from aiohttp.test_utils import make_mocked_request
 from prometheus_client import CollectorRegistry
 
 from exporter.config import Settings
+from exporter.logs import configure_logging
 from exporter.service import build_exporter
 from tests.benchmarks import harness, stages
 from tests.benchmarks.bench_ingest import send
@@ -93,7 +94,14 @@ def _child(ctx: Context, count: int) -> dict[str, Any]:
     argv = [sys.executable, "-m", "tests.benchmarks.bench_stages"]
     argv += [str(ctx.request_file(count)), str(ctx.key.pinned_dir), str(count)]
     argv += [str(ctx.sizes.connections), str(out)]
-    subprocess.run(argv, check=True, timeout=CHILD_TIMEOUT, env=clean_environ())
+    # Its log lines (one per failed run, as `serve` writes them) go to a file, not the table.
+    with (workdir / "stderr.log").open("wb") as stderr:
+        child = subprocess.run(
+            argv, check=False, timeout=CHILD_TIMEOUT, env=clean_environ(), stderr=stderr
+        )
+    if child.returncode != 0:
+        tail = (workdir / "stderr.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"stages child exited {child.returncode}:\n{tail}")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
@@ -155,6 +163,7 @@ def run(ctx: Context) -> list[Section]:
 def main(argv: list[str]) -> None:
     """Child: measure the stages over the request file, write them as JSON."""
     stages.install()  # before build_exporter binds the handler
+    configure_logging("INFO", "json")  # as `serve` logs: the failed-run lines are part of it
     requests, pinned, out = Path(argv[0]), Path(argv[1]), Path(argv[4])
     result = asyncio.run(_drive(requests, pinned, int(argv[2]), int(argv[3]), out.parent))
     out.write_text(json.dumps(result))
