@@ -261,12 +261,7 @@ def _demo_adobe() -> FakeAdobe:
 def _adobe_environment(fake: FakeAdobe) -> dict[str, str]:
     # In the environment, not the command line: the secret never shows in `ps`.
     return {
-        "AEP_EXPORTER_IMS_URL": fake.ims_url,
-        "AEP_EXPORTER_IMS_CLIENT_ID": fake.client_id,
-        "AEP_EXPORTER_IMS_CLIENT_SECRET": fake.client_secret,
-        "AEP_EXPORTER_IMS_SCOPES": ",".join(sorted(fake.scopes)),
-        "AEP_EXPORTER_IMS_ORG_ID": fake.org_id,
-        "AEP_EXPORTER_PLATFORM_URL": fake.base_url,
+        **fake.exporter_settings(),
         "AEP_EXPORTER_SANDBOXES": "prod",
         "AEP_EXPORTER_FLOW_REFRESH_INTERVAL": "10s",
         "AEP_EXPORTER_RECONCILE_INTERVAL": "10s",

@@ -119,6 +119,9 @@ class FakeAdobe:
         self.connection_specs: dict[str, dict[str, Any]] = {}
         self.registrations: dict[str, dict[str, Any]] = {}  # by resource path
         self.journal: list[JournalEntry] = []
+        # Position -> index in `journal`, kept by add_journal_events: `since` finds its place
+        # without a scan (a 100 000-event journal read page by page would be quadratic).
+        self._journal_index: dict[str, int] = {}
         self.journal_expired = 0  # this many oldest entries are gone (410 for their positions)
         # 204 at the journal's end: Retry-After seconds or an HTTP date; None sends none.
         self.journal_retry_after: str | None = "10"
@@ -178,6 +181,17 @@ class FakeAdobe:
         path = f"/events/organizations/{consumer}/integrations/{credential}/{registration}"
         return self.base_url + path
 
+    def exporter_settings(self) -> dict[str, str]:
+        """The settings that point an exporter's IMS credentials and Flow Service at the fake."""
+        return {
+            "AEP_EXPORTER_IMS_URL": self.ims_url,
+            "AEP_EXPORTER_IMS_CLIENT_ID": self.client_id,
+            "AEP_EXPORTER_IMS_CLIENT_SECRET": self.client_secret,
+            "AEP_EXPORTER_IMS_SCOPES": ",".join(sorted(self.scopes)),
+            "AEP_EXPORTER_IMS_ORG_ID": self.org_id,
+            "AEP_EXPORTER_PLATFORM_URL": self.base_url,
+        }
+
     def add_registration(self, document: dict[str, Any]) -> str:
         """Serve a registration document (see documents.registration); returns its URL."""
         ids = [document[key] for key in ("consumer_id", "project_id", "workspace_id")]
@@ -191,6 +205,7 @@ class FakeAdobe:
         for event in events:
             number = len(self.journal) + 1
             position = f"moose:{uuid.UUID(int=number)}:{uuid.UUID(int=0x5EED0000 + number)}"
+            self._journal_index[position] = len(self.journal)
             self.journal.append(JournalEntry(position, event, self.clock() if at is None else at))
             positions.append(position)
         return positions
@@ -344,7 +359,7 @@ class FakeAdobe:
                     {"reason": "since and seek exclude each other"}, status=400
                 )
             since = query["since"]
-            index = next((i for i, e in enumerate(self.journal) if e.position == since), -1)
+            index = self._journal_index.get(since, -1)
             if index < self.journal_expired:
                 # Plain text, no Link header (protocol notes §9.3); unknown positions alike.
                 return web.Response(status=410, text=f"Events at position {since} have expired.")

@@ -196,12 +196,7 @@ def test_backfill_is_idempotent_and_refuses_a_store_in_use(tmp_path: Path) -> No
         env = clean_environ(
             {
                 "AEP_EXPORTER_STATE_PATH": str(state),
-                "AEP_EXPORTER_IMS_URL": fake.ims_url,
-                "AEP_EXPORTER_IMS_CLIENT_ID": fake.client_id,
-                "AEP_EXPORTER_IMS_CLIENT_SECRET": fake.client_secret,
-                "AEP_EXPORTER_IMS_SCOPES": ",".join(sorted(fake.scopes)),
-                "AEP_EXPORTER_IMS_ORG_ID": fake.org_id,
-                "AEP_EXPORTER_PLATFORM_URL": fake.base_url,
+                **fake.exporter_settings(),
                 "AEP_EXPORTER_SANDBOXES": "prod",
             }
         )

@@ -42,7 +42,11 @@ class Scraper:
         self._thread.join(timeout=harness.HTTP_TIMEOUT)
 
 
-def _paced(ctx: Context, port: int, seconds: float) -> wrk.WrkResult:
+def paced(
+    ctx: Context, port: int, seconds: float, *, until: threading.Event | None = None
+) -> wrk.WrkResult:
+    """The steady webhook load for `seconds` (or until `until` is set): each connection pauses
+    PACE_MS before its next signed delivery; raises unless every delivery was answered 200."""
     sizes = ctx.sizes
     # At most connections * 1000 / PACE_MS deliveries per second can be sent.
     limit = int(seconds * sizes.connections * 1000 / PACE_MS) + sizes.connections
@@ -53,6 +57,7 @@ def _paced(ctx: Context, port: int, seconds: float) -> wrk.WrkResult:
         connections=sizes.connections,
         seconds=seconds,
         pace_ms=PACE_MS,
+        until=until,
     )
     if result.exhausted or result.failed or result.socket_errors:
         raise RuntimeError(f"latency run not clean: {result}")
@@ -76,10 +81,10 @@ def run(ctx: Context) -> list[Section]:
                 # Steady state: the one scrape that renders every flow happens before the run.
                 harness.fetch(exporter.port, "/metrics", harness.PROMETHEUS_HEADERS)
                 if label == labels[0]:
-                    results[label].append(_paced(ctx, exporter.port, seconds))
+                    results[label].append(paced(ctx, exporter.port, seconds))
                 else:
                     with Scraper(exporter.port, sizes.scrape_interval) as scraper:
-                        results[label].append(_paced(ctx, exporter.port, seconds))
+                        results[label].append(paced(ctx, exporter.port, seconds))
                     scrape_seconds += scraper.seconds
             ctx.note(
                 f"latency run {index + 1}/{sizes.slow_runs}, {label}: "

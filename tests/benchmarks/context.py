@@ -23,6 +23,7 @@ class Sizes:
     ingest_deliveries: int  # per ingest run
     burst_deliveries: int
     latency_seconds: float  # per latency-under-scrape run (slow_runs of each kind)
+    journal_events: int  # in the fake's journal, caught up by a fresh exporter
     connections: int = 16
     burst_connections: int = 64
     scrape_interval: float = 5.0
@@ -36,6 +37,7 @@ FULL = Sizes(
     ingest_deliveries=15_000,
     burst_deliveries=100_000,
     latency_seconds=20.0,
+    journal_events=100_000,
 )
 QUICK = Sizes(
     runs=3,
@@ -45,6 +47,7 @@ QUICK = Sizes(
     ingest_deliveries=4_000,
     burst_deliveries=10_000,
     latency_seconds=12.0,
+    journal_events=10_000,
 )
 
 

@@ -81,18 +81,21 @@ def _cloud_event(event_id: str, code: str, data: dict[str, Any]) -> dict[str, An
     }
 
 
-def delivery_document(number: int, now_ms: int) -> dict[str, Any]:
-    """Notification `number` of the request file: a distinct run; every tenth one failed."""
+def delivery_document(number: int, now_ms: int, *, prefix: str = "delivery") -> dict[str, Any]:
+    """Notification `number` of the request file: a distinct run; every tenth one failed.
+
+    Another `prefix` ("journal") gives the same documents under ids of their own.
+    """
     failed = number % 10 == 0
     code = "sources_flow_run_failed" if failed else "sources_flow_run_success"
     run = _run(
-        f"delivery-run-{number:08d}",
+        f"{prefix}-run-{number:08d}",
         number % DELIVERY_FLOWS,
         completed_ms=now_ms - 30_000,
         duration_ms=20_000 + (number % 50) * 1_000,
         failed=failed,
     )
-    return _cloud_event(f"delivery-event-{number:08d}", code, run)
+    return _cloud_event(f"{prefix}-event-{number:08d}", code, run)
 
 
 def flow_documents(flow: int, now_ms: int) -> list[dict[str, Any]]:

@@ -62,8 +62,10 @@ def run(
     seconds: float,
     send_all: bool = False,
     pace_ms: int = 0,
+    until: threading.Event | None = None,
 ) -> WrkResult:
-    """Run wrk for `seconds`, or with send_all until every delivery is answered (bounded)."""
+    """Run wrk for `seconds`, or with send_all until every delivery is answered (bounded), or
+    with `until` until that event is set (at most `seconds`)."""
     wrk = shutil.which("wrk") or "/usr/bin/wrk"
     argv = [
         wrk,
@@ -87,6 +89,7 @@ def run(
     # wrk's own CPU time when sending starts and ends: loading the file is not load generation.
     cpu: dict[str, float] = {}
     finished = threading.Event()
+    going = threading.Event()
 
     def read() -> None:
         for raw in stdout:
@@ -95,6 +98,8 @@ def run(
             if line in ("GO", "DONE"):
                 with contextlib.suppress(OSError):
                     cpu[line] = harness.cpu_seconds(proc.pid)
+            if line == "GO":
+                going.set()
             if line == "DONE":
                 finished.set()
 
@@ -105,6 +110,16 @@ def run(
             # wrk's main thread sleeps for -d even after the script stops its thread.
             finished.wait(seconds + LOAD_ALLOWANCE)
             proc.send_signal(signal.SIGINT)
+        elif until is not None:
+            # The reader ends when wrk closes its output: wrk stopped on its own (-d passed).
+            while reader.is_alive() and not until.wait(0.1):
+                pass
+            # wrk ignores SIGINT until it has loaded the file and started sending.
+            loading = time.monotonic() + LOAD_ALLOWANCE
+            while reader.is_alive() and not going.wait(0.1) and time.monotonic() < loading:
+                pass
+            if reader.is_alive():
+                proc.send_signal(signal.SIGINT)  # not reaped yet: the PID is still wrk's
         # wait4 gives this child's own CPU use, not that of every child we have reaped.
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)

@@ -69,12 +69,7 @@ def test_sigkill_between_pages_counts_every_event_once_and_resumes_from_the_curs
             fake.add_journal_events(legacy(f"evt-{number}", run))
         fake.script("journal", *[Answer(delay=PAGE_DELAY)] * (EVENTS // 3 * 2))
         settings = {
-            "AEP_EXPORTER_IMS_URL": fake.ims_url,
-            "AEP_EXPORTER_IMS_CLIENT_ID": fake.client_id,
-            "AEP_EXPORTER_IMS_CLIENT_SECRET": fake.client_secret,
-            "AEP_EXPORTER_IMS_SCOPES": ",".join(sorted(fake.scopes)),
-            "AEP_EXPORTER_IMS_ORG_ID": fake.org_id,
-            "AEP_EXPORTER_PLATFORM_URL": fake.base_url,
+            **fake.exporter_settings(),
             "AEP_EXPORTER_JOURNAL_URL": fake.journal_url,
             "AEP_EXPORTER_FLOW_REFRESH_INTERVAL": "0",
             "AEP_EXPORTER_RECONCILE_INTERVAL": "0",
