@@ -18,6 +18,7 @@ from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import DeadLetter, DeadLetterBounds, StoreCorrupt, StoreUnavailable
 from exporter.stores.rows import PROBE_SOURCE, recipients_from_text, recipients_to_text, record_text
+from exporter.stores.sqlite_checkpoint import Checkpointer
 from exporter.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ class SQLiteStore:
         # Committed records (None until first read), and what the open transaction changes.
         self._flows: dict[FlowKey, FlowState] | None = None
         self._staged: dict[FlowKey, FlowState | None] = {}
+        self._checkpointer = Checkpointer(path)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -49,8 +51,11 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            # Checkpoints run on the checkpointer's thread, never inside a commit.
+            db.execute("PRAGMA wal_autocheckpoint=0")
             self._db = db
             self._migrate()
+            self._checkpointer.start()
         except (sqlite3.Error, OSError, StoreUnavailable) as exc:
             self.close()
             # A migration's failed commit arrives as StoreUnavailable caused by SQLite's error.
@@ -63,6 +68,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
+        self._checkpointer.stop()
         if self._db is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()

@@ -14,7 +14,7 @@ from exporter.stores.protocol import StoreCorrupt, StoreUnavailable
 from exporter.stores.sqlite import SQLiteStore
 from exporter.stores.sqlite_schema import SCHEMA_VERSION
 from tests.stores.conftest import store_at_version
-from tests.support import damage_table, overwrite_flow_row
+from tests.support import damage_table, overwrite_flow_row, wait_for
 
 FLOW = FlowKey("prod", "flow-a")
 
@@ -164,3 +164,30 @@ def test_the_readiness_check_writes_its_whole_size(tmp_path: Path) -> None:
         assert store.db.execute("SELECT count(*) FROM cursors").fetchone()[0] == 0
     finally:
         store.close()
+
+
+def _claim_many(store: SQLiteStore, count: int) -> None:
+    with store.transaction():
+        for number in range(count):
+            assert store.claim_keys([f"event:checkpoint-{number:06d}-{'x' * 64}"], 1.0)
+
+
+def test_commits_never_checkpoint_and_the_checkpointer_does(tmp_path: Path) -> None:
+    """A commit only appends to the WAL (no commit waits to copy pages back into the file); the
+    store's own thread copies them back within a few seconds, and close() leaves nothing behind."""
+    path = tmp_path / "state.db"
+    store = SQLiteStore(path, bucket_count=1)
+    store.open()
+    try:
+        assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        before = path.stat().st_size
+        # Far more than the 1 000 WAL pages at which a commit would checkpoint by default.
+        _claim_many(store, 30_000)
+        wal = Path(f"{path}-wal")
+        assert wal.stat().st_size > 1000 * 4096
+        wait_for(lambda: path.stat().st_size > before + 1000 * 4096, "a checkpoint", 10.0)
+    finally:
+        store.close()
+    reopened = sqlite3.connect(path)
+    assert reopened.execute("SELECT count(*) FROM dedup_keys").fetchone()[0] == 30_000
+    reopened.close()
