@@ -186,7 +186,9 @@ class Recorder:
         self._pending.append(_Pending(documents, received_at, cursor, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await asyncio.shield(future)
+        # Not shielded: a caller cancelled meanwhile cancels only its own future, which the
+        # flusher then leaves alone; the batch commits all the same.
+        return await future
 
     async def _flush(self) -> None:
         while self._pending:
