@@ -40,13 +40,7 @@ def send(ctx: Context, process: Child, count: int, connections: int) -> Run:
 
 def recorded(process: Child) -> tuple[float, float]:
     """Run notifications the exporter counts as (recorded, duplicate)."""
-    text = harness.fetch(process.port, "/metrics").body.decode()
-    values = {}
-    for outcome in ("recorded", "duplicate"):
-        labels = f'source="webhook",kind="run",outcome="{outcome}"'
-        prefix = f"aep_exporter_notifications_total{{{labels}}} "
-        line = next(line for line in text.splitlines() if line.startswith(prefix))
-        values[outcome] = float(line.removeprefix(prefix))
+    values = harness.notification_outcomes(process.port, "webhook", "run")
     return values["recorded"], values["duplicate"]
 
 

@@ -39,8 +39,6 @@ _JOURNAL_KEYS = ("event:journal-event-", "event:journal-event.")
 FAKE_READY_TIMEOUT = 120.0  # building 100 000 documents takes a few seconds
 # Only the journal polls: no Flow Service enrichment or reconciliation.
 SETTINGS = {"AEP_EXPORTER_FLOW_REFRESH_INTERVAL": "0", "AEP_EXPORTER_RECONCILE_INTERVAL": "0"}
-_SAMPLE = re.compile(r"^aep_exporter_notifications_total\{([^}]*)\} (\S+)$", re.MULTILINE)
-_LABEL = re.compile(r'(\w+)="([^"]*)"')
 _HANDLED = "aep_exporter_delivery_duration_seconds"
 
 
@@ -99,13 +97,7 @@ def fake_adobe(ctx: Context, events: int) -> Iterator[tuple[Child, dict[str, str
 
 def journal_outcomes(port: int) -> dict[str, float]:
     """Journal notifications by outcome, summed over kinds (aep_exporter_notifications_total)."""
-    totals: dict[str, float] = {}
-    for labels, value in _SAMPLE.findall(harness.fetch(port, "/metrics").body.decode()):
-        label = dict(_LABEL.findall(labels))
-        if label.get("source") == "journal":
-            outcome = label.get("outcome", "")
-            totals[outcome] = totals.get(outcome, 0.0) + float(value)
-    return totals
+    return harness.notification_outcomes(port, "journal")
 
 
 def handled_within(port: int, seconds: float) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -156,3 +157,19 @@ def pushgateway_process(workdir: Path) -> Child:
             "--log.level=warn",
         ],
     )
+
+
+_NOTIFICATIONS = re.compile(r"^aep_exporter_notifications_total\{([^}]*)\} (\S+)$", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def notification_outcomes(port: int, source: str, kind: str | None = None) -> dict[str, float]:
+    """aep_exporter_notifications_total of one source (and kind, else summed over kinds) by
+    outcome, from the exporter's /metrics (labels in any order)."""
+    totals: dict[str, float] = {}
+    for labels, value in _NOTIFICATIONS.findall(fetch(port, "/metrics").body.decode()):
+        label = dict(_LABEL.findall(labels))
+        if label.get("source") == source and kind in (None, label.get("kind")):
+            outcome = label.get("outcome", "")
+            totals[outcome] = totals.get(outcome, 0.0) + float(value)
+    return totals
