@@ -1,4 +1,5 @@
-"""The canonical JSON form of a decoded value: what a document's identity and dead letter hold."""
+"""JSON text of decoded values: the canonical form a document's identity and dead letter hold, and
+the compact form a pull source hands a fetched document on in."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 # Built once: json.dumps builds an encoder per call whenever an option differs from its default.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 _CANONICAL_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
 
 
 def canonical_json(value: Any) -> bytes:
@@ -18,3 +21,14 @@ def canonical_json(value: Any) -> bytes:
     except UnicodeEncodeError:
         # A lone surrogate (`"\ud800"` is valid JSON) cannot be UTF-8: keep it escaped instead.
         return _CANONICAL_ASCII.encode(value).encode()
+
+
+def compact_json(value: Any) -> bytes:
+    """Return a decoded value as compact JSON bytes in its own key order (UTF-8): a document a
+    pull source fetched, as the body the pipeline reads."""
+    text = _COMPACT.encode(value)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (`"\ud800"` in the page) is not UTF-8: escaped, it reads back the same.
+        return _COMPACT_ASCII.encode(value).encode()

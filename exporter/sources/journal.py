@@ -33,6 +33,7 @@ from exporter.adobe.settings import JOURNAL_RETENTION_SECONDS
 from exporter.domain import Source
 from exporter.ingest import Delivery, Pipeline
 from exporter.normalize.values import FUTURE_SLACK, time_field
+from exporter.payloads.canonical import compact_json
 from exporter.recorder import Cursor, Recorder
 
 log = logging.getLogger(__name__)
@@ -270,7 +271,7 @@ def _event_of(entry: Any) -> Any:
 
 def _body(entry: Any) -> bytes:
     # The event as delivered; an entry without one is kept whole (a dead letter shows it).
-    return json.dumps(_event_of(entry), separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(_event_of(entry))
 
 
 def _text(value: Any) -> str | None:

@@ -9,7 +9,6 @@ same as the notification's, which is what makes webhook, journal and Flow Servic
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +22,7 @@ from exporter.adobe.polling import PollState, run_every
 from exporter.domain import Outcome, Source
 from exporter.ingest import Delivery, Pipeline
 from exporter.normalize.values import FUTURE_SLACK, ID_LIMIT, identifier, time_field
+from exporter.payloads.canonical import compact_json
 from exporter.recorder import Recorder, Result
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def run_document(item: dict[str, Any], sandbox: str, flow_id: str) -> bytes:
         document["flowId"] = flow_id
     if not isinstance(document.get("sandboxName"), str):
         document["sandboxName"] = sandbox
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+    return compact_json(document)
 
 
 def _status(item: dict[str, Any]) -> str | None:

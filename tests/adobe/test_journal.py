@@ -230,3 +230,19 @@ async def test_a_410_to_the_seek_back_itself_backs_off(
     assert [dict(r.query) for r in requests[1:3]] == [{"seek": "-PT604800S"}] * 2
     assert requests[2].received - requests[1].received >= 0.25
     assert len(resets) == 1
+
+
+async def test_an_event_with_a_lone_surrogate_is_recorded_and_the_journal_moves_on(
+    make_client: MakeClient, fake: FakeAdobe, clock: WallClock
+) -> None:
+    """`"\\ud800"` is valid JSON but not UTF-8: the page's event is handed on escaped, so it is
+    recorded like any other (its name cleaned) instead of failing the page forever."""
+    fake.journal_retry_after = "1"
+    broken = run_event(1, at=clock() - 60)
+    broken["event"]["flowName"] = "flow \ud800 one"
+    fake.add_journal_events(broken, run_event(2, at=clock() - 60))
+    _, registry, exporter = await journal_app(make_client, fake)
+    await until(lambda: runs(registry) == 2, "both runs")
+    assert counted(registry, "journal", "recorded") == 2
+    state = next(st for k, st in exporter.recorder.flows.items() if k.flow_id == "f1")
+    assert state.flow_name == "flow \ufffd one"

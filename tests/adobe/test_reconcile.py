@@ -114,6 +114,23 @@ async def test_reconciliation_records_the_runs_only_flow_service_knows(
     assert runs_total(registry, "success") == 3
 
 
+async def test_a_run_with_a_lone_surrogate_is_recorded(
+    make_client: MakeClient, fake: FakeAdobe, clock: WallClock
+) -> None:
+    """A /runs item holding `"\\ud800"` (valid JSON, not UTF-8) is recorded like the others,
+    its text cleaned, instead of failing every cycle."""
+    now = clock()
+    broken = hourly(1, now)
+    broken["flowName"] = "flow \ud800 one"
+    serve_runs(fake, now, [broken, hourly(2, now)])
+    _, registry, exporter = await make_client(**adobe_settings(fake))
+    await reconciler_for(exporter, fake, clock).cycle()
+    assert runs_total(registry, "success") == 2
+    assert next(st for k, st in exporter.recorder.flows.items() if k.flow_id == "f1").flow_name == (
+        "flow \ufffd one"
+    )
+
+
 async def test_in_progress_runs_wait_until_finished(
     make_client: MakeClient, fake: FakeAdobe, clock: WallClock
 ) -> None:
