@@ -120,7 +120,7 @@ def _document(
         keys.append(identity.event_key(header_id))
     # The canonical text is built here only for a content key; otherwise on first use.
     content: Any = part.raw
-    if classified.domain_key is not None:
+    if classified.domain_key:
         keys.append(classified.domain_key)
     else:
         content = canonical_json(part.raw)

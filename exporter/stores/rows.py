@@ -15,17 +15,19 @@ PROBE_SOURCE = "(readiness probe)"
 
 
 def record_text(state: FlowState) -> str:
-    """A flow record as the JSON text the backends store (read back with `json.loads`).
+    """A flow record as the ASCII JSON text the backends store (read back with `json.loads`).
 
-    pydantic-core's encoder writes what `json.dumps` would mean (non-finite floats as the same
-    `NaN`/`Infinity` constants) in a quarter of the time; a record is written at every change.
-    A lone surrogate in a text is not UTF-8: such a record is written escaped by `json`.
+    pydantic-core's encoder writes what `json.dumps` would (non-finite floats as the same
+    `NaN`/`Infinity` constants) in a quarter of the time, and a record is written at every change.
+    A record with non-ASCII text (a name, say) is written by `json` with its escapes, as before:
+    ASCII needs no care about a PostgreSQL database's encoding, and a lone surrogate is no UTF-8.
     """
     data = state.to_json()
     try:
-        return to_json(data, inf_nan_mode="constants").decode()
+        text = to_json(data, inf_nan_mode="constants").decode()
     except PydanticSerializationError:
         return _RECORD.encode(data)
+    return text if text.isascii() else _RECORD.encode(data)
 
 
 _RECORD = json.JSONEncoder(separators=(",", ":"))
