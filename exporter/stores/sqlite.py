@@ -23,6 +23,9 @@ from exporter.stores.sqlite_schema import MIGRATIONS, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
 
+# The -wal file holds about a second of commits between checkpoints (up to ~100 MiB while a
+# journal catches up); once checkpointed and started over, it is cut back to this size.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
 # quick_check reports at most this many problems: the first few name the damage well enough.
 MAX_INTEGRITY_PROBLEMS = 3
 
@@ -51,8 +54,10 @@ class SQLiteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
-            # Checkpoints run on the checkpointer's thread, never inside a commit.
+            # Checkpoints run on the checkpointer's thread, never inside a commit; the log file
+            # is cut back to WAL_SIZE_LIMIT whenever it starts over after one.
             db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
             self._db = db
             self._migrate()
             self._checkpointer.start()

@@ -11,7 +11,7 @@ import pytest
 from exporter.domain import FlowKey, Recipients
 from exporter.records import FlowState
 from exporter.stores.protocol import StoreCorrupt, StoreUnavailable
-from exporter.stores.sqlite import SQLiteStore
+from exporter.stores.sqlite import WAL_SIZE_LIMIT, SQLiteStore
 from exporter.stores.sqlite_schema import SCHEMA_VERSION
 from tests.stores.conftest import store_at_version
 from tests.support import damage_table, overwrite_flow_row, wait_for
@@ -180,6 +180,7 @@ def test_commits_never_checkpoint_and_the_checkpointer_does(tmp_path: Path) -> N
     store.open()
     try:
         assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert store.db.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT
         before = path.stat().st_size
         # Far more than the 1 000 WAL pages at which a commit would checkpoint by default.
         _claim_many(store, 30_000)
