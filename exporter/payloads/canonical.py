@@ -15,20 +15,20 @@ _COMPACT_ASCII = json.JSONEncoder(separators=(",", ":"))
 
 def canonical_json(value: Any) -> bytes:
     """Return the canonical JSON bytes of a decoded value (sorted keys, no spaces, UTF-8)."""
-    text = _CANONICAL.encode(value)
-    try:
-        return text.encode()
-    except UnicodeEncodeError:
-        # A lone surrogate (`"\ud800"` is valid JSON) cannot be UTF-8: keep it escaped instead.
-        return _CANONICAL_ASCII.encode(value).encode()
+    return _utf8(value, _CANONICAL, _CANONICAL_ASCII)
 
 
 def compact_json(value: Any) -> bytes:
     """Return a decoded value as compact JSON bytes in its own key order (UTF-8): a document a
     pull source fetched, as the body the pipeline reads."""
-    text = _COMPACT.encode(value)
+    return _utf8(value, _COMPACT, _COMPACT_ASCII)
+
+
+def _utf8(value: Any, encoder: json.JSONEncoder, escaping: json.JSONEncoder) -> bytes:
+    text = encoder.encode(value)
     try:
         return text.encode()
     except UnicodeEncodeError:
-        # A lone surrogate (`"\ud800"` in the page) is not UTF-8: escaped, it reads back the same.
-        return _COMPACT_ASCII.encode(value).encode()
+        # A lone surrogate (`"\ud800"` is valid JSON) cannot be UTF-8: it stays escaped instead,
+        # and reads back the same.
+        return escaping.encode(value).encode()
